@@ -1,0 +1,72 @@
+"""Request dependencies: the unit of work and the API key check."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from prompt_ledger.config import Settings
+from prompt_ledger.db.session import unit_of_work
+from prompt_ledger.errors import Unauthorized
+
+
+@dataclass(slots=True)
+class AppState:
+    """What a request needs from the process: built once in ``create_app``."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    # sha256 digests of the accepted keys: comparing equal-length digests leaks neither
+    # the key nor its length through timing.
+    api_key_digests: tuple[bytes, ...]
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def key_digests(keys: list[str]) -> tuple[bytes, ...]:
+    return tuple(_digest(k) for k in keys)
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.promptledger
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+async def require_api_key(
+    state: StateDep, api_key: Annotated[str | None, Security(_api_key_header)]
+) -> None:
+    if not api_key:
+        raise Unauthorized("missing X-API-Key header")
+    offered = _digest(api_key)
+    # Compare against every key (no early exit), so timing does not tell which matched.
+    matched = False
+    for digest in state.api_key_digests:
+        matched |= hmac.compare_digest(offered, digest)
+    if not matched:
+        raise Unauthorized("invalid API key")
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed before the response is sent, or rolled back."""
+    async with unit_of_work(state.sessions) as session:
+        yield session
+
+
+# scope="function": the commit happens before the response goes out, so a failed commit
+# is the client's error response rather than a lost write after a 2xx.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -1,0 +1,133 @@
+"""Full-mode registry routes (SPEC §6): thin handlers over ``services.prompts``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from prompt_ledger.api.deps import SessionDep
+from prompt_ledger.api.errors import error_responses
+from prompt_ledger.db.tables import PromptMode
+from prompt_ledger.errors import BadRequest
+from prompt_ledger.schemas.common import PROMPT_NAME_PATTERN
+from prompt_ledger.schemas.prompts import (
+    EventList,
+    EventOut,
+    PromptListItem,
+    PromptOut,
+    PromptPage,
+    SavePromptRequest,
+    SavePromptResponse,
+    VersionList,
+    VersionOut,
+)
+from prompt_ledger.services import prompts as service
+
+router = APIRouter(prefix="/v1/prompts", tags=["prompts"])
+
+NameParam = Annotated[str, Path(pattern=PROMPT_NAME_PATTERN, description="prompt name")]
+
+
+def encode_cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        name = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("cursor is not one this API returned", details={"cursor": cursor}) from exc
+    if not name:
+        raise BadRequest("cursor is not one this API returned", details={"cursor": cursor})
+    return name
+
+
+@router.get("", response_model=PromptPage, responses=error_responses(400))
+async def list_prompts(
+    session: SessionDep,
+    mode: PromptMode | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> PromptPage:
+    """List prompts by name, one page at a time."""
+    after = decode_cursor(cursor) if cursor else None
+    rows, last = await service.list_prompts(session, mode=mode, after_name=after, limit=limit)
+    return PromptPage(
+        items=[PromptListItem.of(prompt, active) for prompt, active in rows],
+        next_cursor=encode_cursor(last) if last else None,
+    )
+
+
+@router.put(
+    "/{name}",
+    response_model=SavePromptResponse,
+    responses={201: {"model": SavePromptResponse}, **error_responses(409, 413)},
+)
+async def save_prompt(
+    name: NameParam, body: SavePromptRequest, session: SessionDep, response: Response
+) -> SavePromptResponse:
+    """Create a full-mode prompt or save a version of it; identical text creates nothing."""
+    result = await service.save_version(
+        session,
+        name,
+        body.template_source,
+        mode=PromptMode.FULL,
+        description=body.description,
+        metadata=body.metadata,
+        activate=body.activate,
+    )
+    response.status_code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+    return SavePromptResponse(
+        name=result.prompt.name,
+        mode=result.prompt.mode,
+        description=result.prompt.description,
+        version=VersionOut.model_validate(result.version),
+        created=result.created,
+    )
+
+
+@router.get("/{name}", response_model=PromptOut, responses=error_responses(404))
+async def get_prompt(name: NameParam, session: SessionDep) -> PromptOut:
+    """A prompt and its active version."""
+    prompt = await service.get_prompt(session, name)
+    return PromptOut.of(prompt, await service.get_active_version(session, prompt))
+
+
+@router.get("/{name}/versions", response_model=VersionList, responses=error_responses(404))
+async def list_versions(name: NameParam, session: SessionDep) -> VersionList:
+    """Every version of a prompt, newest first."""
+    versions = await service.list_versions(session, name)
+    return VersionList(items=[VersionOut.model_validate(v) for v in versions])
+
+
+@router.post(
+    "/{name}/versions/{number}:activate",
+    response_model=PromptOut,
+    responses=error_responses(404, 409),
+)
+async def activate_version(
+    name: NameParam, number: Annotated[int, Path(ge=1)], session: SessionDep
+) -> PromptOut:
+    """Make an existing version the active one (rollback); full mode only."""
+    prompt, version = await service.activate(session, name, number)
+    return PromptOut.of(prompt, version)
+
+
+@router.get("/{name}/events", response_model=EventList, responses=error_responses(404))
+async def list_events(name: NameParam, session: SessionDep) -> EventList:
+    """The prompt's history, oldest first: which version was active when."""
+    events = await service.list_events(session, name)
+    return EventList(
+        items=[
+            EventOut(
+                type=e.type,
+                version_number=e.version_number,
+                previous_version_number=e.previous_version_number,
+                created_at=e.created_at,
+            )
+            for e in events
+        ]
+    )

@@ -1,0 +1,202 @@
+"""Tables and enums (SPEC §3). One metadata with a naming convention, so a unique
+violation can be recognised by its constraint's name (see ``repositories``)."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+from uuid_utils.compat import uuid7
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Constraint names the services translate into domain outcomes.
+UQ_VERSION_NUMBER = "uq_prompt_versions_prompt_id_version_number"
+UQ_VERSION_CHECKSUM = "uq_prompt_versions_prompt_id_checksum"
+UQ_PROMPT_NAME = "uq_prompts_name"
+UQ_IDEMPOTENCY_KEY = "uq_executions_idempotency_key"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on both backends (SQLite stores naive text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; PromptLedger stores UTC-aware timestamps")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class PromptMode(enum.StrEnum):
+    FULL = "full"
+    TRACKING = "tracking"
+
+
+class VersionStatus(enum.StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    DEPRECATED = "deprecated"
+
+
+class ExecutionMode(enum.StrEnum):
+    SYNC = "sync"
+    ASYNC = "async"
+
+
+class ExecutionStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class ProviderName(enum.StrEnum):
+    OPENAI = "openai"
+
+
+class EventType(enum.StrEnum):
+    CREATED = "created"
+    VERSION_CREATED = "version_created"
+    ACTIVATED = "activated"
+    MODE_CONVERTED = "mode_converted"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> sa.Enum:
+    return sa.Enum(
+        cls,
+        name=name,
+        values_callable=lambda members: [m.value for m in members],
+        create_constraint=True,
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Prompt(Base):
+    __tablename__ = "prompts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    mode: Mapped[PromptMode] = mapped_column(
+        _enum(PromptMode, "prompt_mode"), default=PromptMode.FULL, index=True
+    )
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    active_version_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("prompt_versions.id", use_alter=True)
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PromptVersion(Base):
+    __tablename__ = "prompt_versions"
+    __table_args__ = (
+        sa.UniqueConstraint("prompt_id", "version_number"),
+        sa.UniqueConstraint("prompt_id", "checksum"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(sa.ForeignKey("prompts.id", ondelete="CASCADE"))
+    version_number: Mapped[int]
+    template_source: Mapped[str] = mapped_column(sa.Text)
+    checksum: Mapped[str] = mapped_column(sa.String(64))
+    variables: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    status: Mapped[VersionStatus] = mapped_column(_enum(VersionStatus, "prompt_version_status"))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Model(Base):
+    __tablename__ = "models"
+    __table_args__ = (sa.UniqueConstraint("provider", "model_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[ProviderName] = mapped_column(_enum(ProviderName, "provider_name"))
+    model_name: Mapped[str] = mapped_column(sa.String(128))
+    max_tokens: Mapped[int]
+    supports_streaming: Mapped[bool] = mapped_column(default=True)
+    is_active: Mapped[bool] = mapped_column(default=True)
+
+
+class Execution(Base):
+    __tablename__ = "executions"
+    __table_args__ = (
+        sa.Index(None, "prompt_id", "created_at"),
+        sa.Index(None, "status", "created_at"),
+        sa.Index(None, "model_id"),
+        sa.Index(None, "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    prompt_id: Mapped[int] = mapped_column(sa.ForeignKey("prompts.id", ondelete="CASCADE"))
+    prompt_version_id: Mapped[int] = mapped_column(sa.ForeignKey("prompt_versions.id"))
+    model_id: Mapped[int] = mapped_column(sa.ForeignKey("models.id"))
+    execution_mode: Mapped[ExecutionMode] = mapped_column(_enum(ExecutionMode, "execution_mode"))
+    status: Mapped[ExecutionStatus] = mapped_column(_enum(ExecutionStatus, "execution_status"))
+    variables: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    rendered_prompt: Mapped[str] = mapped_column(sa.Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    params_dropped: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    response_text: Mapped[str | None] = mapped_column(sa.Text)
+    prompt_tokens: Mapped[int | None]
+    response_tokens: Mapped[int | None]
+    latency_ms: Mapped[int | None]
+    provider_request_id: Mapped[str | None] = mapped_column(sa.String(255))
+    error_type: Mapped[str | None] = mapped_column(sa.String(32))
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    # sha256 of (method, path, canonical JSON body): decides replay versus reuse.
+    idempotency_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
+    # When a queued row may run next (retry back-off); null means now.
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PromptEvent(Base):
+    __tablename__ = "prompt_events"
+    __table_args__ = (sa.Index(None, "prompt_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(sa.ForeignKey("prompts.id", ondelete="CASCADE"))
+    type: Mapped[EventType] = mapped_column(_enum(EventType, "prompt_event_type"))
+    version_number: Mapped[int | None]
+    previous_version_number: Mapped[int | None]
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,312 @@
+"""OpenAI (and any OpenAI-compatible server) through the official SDK's chat completions.
+
+Choices that matter for throughput and correctness:
+
+* The async path runs the SDK over aiohttp (``DefaultAioHttpClient``): on the project's box it
+  made the whole sync-execution handler ~1.7x faster than the SDK's default httpx transport
+  (``notes/performance-facts.md`` §1g).
+* aiohttp sessions are bound to the event loop that created them, so one SDK client is made
+  lazily per running loop and reused for every call on that loop (connection pooling). It is
+  closed by :meth:`OpenAIProvider.aclose`, or automatically when its loop is shut down by
+  ``asyncio.run`` / ``asyncio.Runner`` (see :meth:`OpenAIProvider._open_async_client`).
+* The aiohttp connector limit comes from ``limits.max_connections``: we pass the SDK's
+  ``DEFAULT_CONNECTION_LIMITS`` (1000 connections) explicitly, because aiohttp's own default of
+  100 would silently cap the calls in flight per process.
+* SDK retries are off (``max_retries=0``): PromptLedger decides retries from the error kind.
+* ``PROVIDER_TIMEOUT_S`` is a hard ceiling on the whole async call (``asyncio.timeout``), not only
+  the SDK's per-read timeout, which a slowly trickling answer would never trip. The sync path
+  relies on the SDK's (httpx) connect/read/write timeouts only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from openai import (
+    DEFAULT_CONNECTION_LIMITS,
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncOpenAI,
+    DefaultAioHttpClient,
+    OpenAI,
+)
+
+from prompt_ledger.providers.base import (
+    ProviderError,
+    ProviderErrorKind,
+    ProviderResult,
+    redact,
+)
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletion
+
+    from prompt_ledger.config import Settings
+
+# Spec param name -> chat-completions field. Anything else (top_k, repetition_penalty, unknown
+# names) is not part of the chat-completions API and is dropped rather than sent.
+_FIELD_FOR_PARAM: dict[str, str] = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    # ``max_tokens`` rather than ``max_completion_tokens``: it is what OpenAI-compatible servers
+    # (vLLM, Ollama, llama.cpp, gateways) understand.
+    "max_new_tokens": "max_tokens",
+}
+
+_MAX_ERROR_MESSAGE = 1000
+_MISSING_KEY_MESSAGE = (
+    "OPENAI_API_KEY is not set; set it to the provider's API key (for an OpenAI-compatible "
+    "server at OPENAI_BASE_URL, any key that server accepts)"
+)
+
+
+@dataclass(slots=True)
+class _LoopClient:
+    client: AsyncOpenAI
+    closer: AsyncGenerator[None, None]
+
+
+class OpenAIProvider:
+    """The ``openai`` provider. One instance serves every task, thread and event loop."""
+
+    name: str = "openai"
+
+    def __init__(self, api_key: str | None, base_url: str | None, timeout_s: float) -> None:
+        self._api_key = api_key or None
+        self._base_url = base_url or None
+        self._timeout_s = timeout_s
+        self._async_clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+        self._sync_client: OpenAI | None = None
+        self._sync_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(base_url={self._base_url!r}, timeout_s={self._timeout_s})"
+
+    def map_params(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        sent: dict[str, Any] = {}
+        dropped: list[str] = []
+        for name, value in params.items():
+            if value is None:
+                continue
+            field = _FIELD_FOR_PARAM.get(name)
+            if field is None:
+                dropped.append(name)
+            else:
+                sent[field] = value
+        dropped.sort()
+        return sent, dropped
+
+    async def generate(
+        self, prompt: str, *, model: str, params: Mapping[str, Any]
+    ) -> ProviderResult:
+        if self._api_key is None:
+            raise ProviderError(ProviderErrorKind.AUTH_ERROR, _MISSING_KEY_MESSAGE)
+        entry = self._async_clients.get(asyncio.get_running_loop())
+        client = entry.client if entry is not None else await self._open_async_client()
+        sent, _ = self.map_params(params)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                completion = await client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": prompt}], **sent
+                )
+        except TimeoutError:
+            raise self._timeout_error() from None
+        except APIError as exc:
+            # ``from None``: the SDK exception's text may quote the key; keep it out of tracebacks.
+            raise self._error_from(exc) from None
+        return _result(completion, _elapsed_ms(started))
+
+    def generate_sync(
+        self, prompt: str, *, model: str, params: Mapping[str, Any]
+    ) -> ProviderResult:
+        if self._api_key is None:
+            raise ProviderError(ProviderErrorKind.AUTH_ERROR, _MISSING_KEY_MESSAGE)
+        client = self._sync_client or self._open_sync_client()
+        sent, _ = self.map_params(params)
+        started = time.perf_counter()
+        try:
+            completion = client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": prompt}], **sent
+            )
+        except APIError as exc:
+            raise self._error_from(exc) from None
+        return _result(completion, _elapsed_ms(started))
+
+    async def aclose(self) -> None:
+        """Close every pooled client: this loop's now, other live loops' on their own loop."""
+        current = asyncio.get_running_loop()
+        entries = list(self._async_clients.items())
+        self._async_clients.clear()
+        for loop, entry in entries:
+            if loop is current:
+                await entry.closer.aclose()
+            elif not loop.is_closed():
+                asyncio.run_coroutine_threadsafe(entry.closer.aclose(), loop)
+        self.close()
+
+    def close(self) -> None:
+        """Close the blocking client (the async ones need :meth:`aclose`)."""
+        with self._sync_lock:
+            client, self._sync_client = self._sync_client, None
+        if client is not None:
+            client.close()
+
+    async def _open_async_client(self) -> AsyncOpenAI:
+        loop = asyncio.get_running_loop()
+        # Loops closed without a clean shutdown leave entries behind; drop them here.
+        # list() copies atomically: another thread's loop may be adding its own entry meanwhile.
+        for stale in [lp for lp in list(self._async_clients) if lp.is_closed()]:
+            self._async_clients.pop(stale, None)
+        client = AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=self._base_url,
+            timeout=self._timeout_s,
+            max_retries=0,
+            http_client=DefaultAioHttpClient(
+                timeout=self._timeout_s, limits=DEFAULT_CONNECTION_LIMITS
+            ),
+        )
+        closer = self._close_at_loop_shutdown(loop, client)
+        self._async_clients[loop] = _LoopClient(client, closer)
+        # Starting an async generator registers it with the running loop's asyncgen hooks, so
+        # ``loop.shutdown_asyncgens()`` (run by asyncio.run/Runner) closes the aiohttp session
+        # while the loop still runs: no "Unclosed client session" when a caller (a Celery task,
+        # a script) runs each call in its own short-lived loop.
+        await anext(closer)
+        return client
+
+    async def _close_at_loop_shutdown(
+        self, loop: asyncio.AbstractEventLoop, client: AsyncOpenAI
+    ) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            entry = self._async_clients.get(loop)
+            if entry is not None and entry.client is client:
+                del self._async_clients[loop]
+            await client.close()
+
+    def _open_sync_client(self) -> OpenAI:
+        with self._sync_lock:
+            if self._sync_client is None:
+                self._sync_client = OpenAI(
+                    api_key=self._api_key,
+                    base_url=self._base_url,
+                    timeout=self._timeout_s,
+                    max_retries=0,
+                )
+            return self._sync_client
+
+    def _timeout_error(self) -> ProviderError:
+        return ProviderError(
+            ProviderErrorKind.TIMEOUT,
+            f"the provider did not answer within {self._timeout_s:g} s (PROVIDER_TIMEOUT_S)",
+        )
+
+    def _error_from(self, exc: APIError) -> ProviderError:
+        status: int | None = None
+        if isinstance(exc, APIStatusError):
+            status = exc.status_code
+            kind = _kind_for_status(status)
+            message = f"provider answered HTTP {status}: {_status_detail(exc)}"
+        elif isinstance(exc, APIResponseValidationError):
+            status = exc.status_code
+            kind = ProviderErrorKind.PROVIDER_ERROR
+            message = f"provider answered HTTP {status} with a malformed body"
+        elif isinstance(exc, APITimeoutError) and _is_real_timeout(exc):
+            return self._timeout_error()
+        elif isinstance(exc, APIConnectionError):
+            # Includes APITimeoutError raised for a refused connection (see _is_real_timeout).
+            kind = ProviderErrorKind.PROVIDER_ERROR
+            message = f"could not reach the provider: {_root_cause_text(exc)}"
+        else:
+            kind = ProviderErrorKind.PROVIDER_ERROR
+            message = f"provider call failed: {exc.message}"
+        # Redact before cutting, so that a truncation can never leave half a key behind.
+        message = redact(message, [self._api_key])[:_MAX_ERROR_MESSAGE]
+        return ProviderError(kind, message, status)
+
+
+def openai_provider_from_settings(settings: Settings) -> OpenAIProvider:
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    return OpenAIProvider(
+        api_key=key, base_url=settings.openai_base_url, timeout_s=settings.provider_timeout_s
+    )
+
+
+def _kind_for_status(status: int) -> ProviderErrorKind:
+    if status in (401, 403):
+        return ProviderErrorKind.AUTH_ERROR
+    if status == 429:
+        return ProviderErrorKind.RATE_LIMITED
+    if status == 408:  # the server's own request timeout: as retryable as ours
+        return ProviderErrorKind.TIMEOUT
+    if 400 <= status < 500:
+        return ProviderErrorKind.BAD_REQUEST
+    return ProviderErrorKind.PROVIDER_ERROR
+
+
+def _status_detail(exc: APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        detail = body.get("message")
+        if isinstance(detail, str) and detail:
+            return detail
+    return exc.message
+
+
+def _cause_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _is_real_timeout(exc: APITimeoutError) -> bool:
+    """Whether a socket really timed out.
+
+    The SDK's aiohttp adapter maps every ``aiohttp.ClientConnectionError`` (connection refused,
+    server disconnected) to ``httpx.ConnectTimeout`` and thus to ``APITimeoutError``. A real
+    timeout always has a builtin ``TimeoutError`` (aiohttp's and the socket module's timeouts
+    subclass it) somewhere in its cause chain; a refused connection does not.
+    """
+    return any(isinstance(e, TimeoutError) for e in _cause_chain(exc)[1:])
+
+
+def _root_cause_text(exc: BaseException) -> str:
+    root = _cause_chain(exc)[-1]
+    return str(root) or type(root).__name__
+
+
+def _elapsed_ms(started: float) -> int:
+    return max(0, round((time.perf_counter() - started) * 1000))
+
+
+def _result(completion: ChatCompletion, latency_ms: int) -> ProviderResult:
+    try:
+        message = completion.choices[0].message
+        text = message.content if message.content is not None else (message.refusal or "")
+        usage = completion.usage
+    except (AttributeError, IndexError, TypeError):
+        # The SDK builds responses without validation; an odd "compatible" server can omit fields.
+        raise ProviderError(
+            ProviderErrorKind.PROVIDER_ERROR, "provider answered without a chat completion choice"
+        ) from None
+    return ProviderResult(
+        response_text=text,
+        prompt_tokens=usage.prompt_tokens if usage is not None else None,
+        response_tokens=usage.completion_tokens if usage is not None else None,
+        latency_ms=latency_ms,
+        provider_request_id=completion.id or None,
+    )

@@ -1,0 +1,104 @@
+"""Request and response bodies of the full-mode registry routes (SPEC §6)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from prompt_ledger.db.tables import EventType, Prompt, PromptMode, PromptVersion, VersionStatus
+from prompt_ledger.schemas.common import JsonObject, StrictModel, Text
+
+MAX_TEMPLATE_CHARS = 1_000_000
+
+
+class SavePromptRequest(StrictModel):
+    template_source: Annotated[Text, Field(min_length=1, max_length=MAX_TEMPLATE_CHARS)]
+    description: Annotated[Text, Field(max_length=10_000)] | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+    activate: bool = True
+
+
+class VersionSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    version_number: int
+    checksum: str
+    status: VersionStatus
+    variables: list[str]
+    # The ORM attribute is ``metadata_`` (``metadata`` is reserved by SQLAlchemy).
+    metadata: dict[str, Any] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
+    created_at: datetime
+
+
+class VersionOut(VersionSummary):
+    template_source: str
+
+
+class PromptOut(BaseModel):
+    name: str
+    mode: PromptMode
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+    active_version: VersionOut | None
+
+    @classmethod
+    def of(cls, prompt: Prompt, active: PromptVersion | None) -> PromptOut:
+        return cls(
+            name=prompt.name,
+            mode=prompt.mode,
+            description=prompt.description,
+            created_at=prompt.created_at,
+            updated_at=prompt.updated_at,
+            active_version=VersionOut.model_validate(active) if active else None,
+        )
+
+
+class PromptListItem(BaseModel):
+    name: str
+    mode: PromptMode
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+    active_version: VersionSummary | None
+
+    @classmethod
+    def of(cls, prompt: Prompt, active: PromptVersion | None) -> PromptListItem:
+        return cls(
+            name=prompt.name,
+            mode=prompt.mode,
+            description=prompt.description,
+            created_at=prompt.created_at,
+            updated_at=prompt.updated_at,
+            active_version=VersionSummary.model_validate(active) if active else None,
+        )
+
+
+class PromptPage(BaseModel):
+    items: list[PromptListItem]
+    next_cursor: str | None
+
+
+class SavePromptResponse(BaseModel):
+    name: str
+    mode: PromptMode
+    description: str | None
+    version: VersionOut
+    created: bool
+
+
+class VersionList(BaseModel):
+    items: list[VersionOut]
+
+
+class EventOut(BaseModel):
+    type: EventType
+    version_number: int | None
+    previous_version_number: int | None
+    created_at: datetime
+
+
+class EventList(BaseModel):
+    items: list[EventOut]

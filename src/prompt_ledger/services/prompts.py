@@ -1,0 +1,198 @@
+"""Versioning rules (SPEC §4): content-addressed, immutable versions and one moving pointer.
+
+Every write to a prompt's versions goes through ``save_version`` or ``activate``, with the
+prompt row locked, so the rules live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from prompt_ledger.db import repositories as repo
+from prompt_ledger.db.tables import (
+    EventType,
+    Prompt,
+    PromptEvent,
+    PromptMode,
+    PromptVersion,
+    VersionStatus,
+    utcnow,
+)
+from prompt_ledger.errors import ModeMismatch, NotFound
+from prompt_ledger.services import rendering
+
+# The right route for each mode, quoted in every mode-mismatch message.
+SAVE_ROUTE = {
+    PromptMode.FULL: "PUT /v1/prompts/{name}",
+    PromptMode.TRACKING: "POST /v1/prompts/register-code",
+}
+
+
+def checksum_of(template_source: str) -> str:
+    """sha256 of the exact UTF-8 bytes: no normalisation, so whitespace and case count."""
+    return hashlib.sha256(template_source.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    prompt: Prompt
+    version: PromptVersion
+    created: bool
+    # The version that was active before this save (None for a new prompt or none active).
+    previous_active: int | None
+
+
+def mode_mismatch(prompt: Prompt, *, wanted: PromptMode, action: str) -> ModeMismatch:
+    route = SAVE_ROUTE[prompt.mode].format(name=prompt.name)
+    return ModeMismatch(
+        f"prompt '{prompt.name}' is in {prompt.mode} mode and cannot be {action} as a "
+        f"{wanted} prompt; use {route}, or convert it with POST /v1/prompts/{prompt.name}:convert",
+        details={"prompt_mode": prompt.mode.value, "route": route},
+    )
+
+
+def prompt_not_found(name: str) -> NotFound:
+    return NotFound(f"prompt '{name}' does not exist", details={"name": name})
+
+
+async def save_version(
+    session: AsyncSession,
+    name: str,
+    template_source: str,
+    *,
+    mode: PromptMode,
+    description: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    activate: bool = True,
+) -> SaveResult:
+    """Create the prompt or add a version; identical text reuses its version.
+
+    Raises:
+        InvalidTemplate: the text is not valid Jinja2 (checked before any write).
+        ModeMismatch: the prompt exists in the other mode.
+    """
+    variables = rendering.template_variables(template_source)
+    checksum = checksum_of(template_source)
+    prompt, prompt_created = await repo.lock_or_create_prompt(
+        session, name, mode=mode, description=description
+    )
+    if prompt.mode != mode:
+        raise mode_mismatch(prompt, wanted=mode, action="saved")
+    if prompt_created:
+        repo.add_event(session, prompt.id, EventType.CREATED)
+    elif description is not None and description != prompt.description:
+        prompt.description = description
+        prompt.updated_at = utcnow()
+    previous_active = await _active_number(session, prompt)
+
+    version = await repo.get_version_by_checksum(session, prompt.id, checksum)
+    created = version is None
+    if version is None:
+        number = await repo.get_max_version_number(session, prompt.id) + 1
+        version = PromptVersion(
+            prompt_id=prompt.id,
+            version_number=number,
+            template_source=template_source,
+            checksum=checksum,
+            variables=variables,
+            status=VersionStatus.DRAFT,
+            metadata_=metadata or {},
+            created_at=utcnow(),
+        )
+        session.add(version)
+        await session.flush()
+        repo.add_event(session, prompt.id, EventType.VERSION_CREATED, version_number=number)
+    if activate:
+        await _move_pointer(session, prompt, version)
+    return SaveResult(prompt, version, created, previous_active)
+
+
+async def activate(session: AsyncSession, name: str, number: int) -> tuple[Prompt, PromptVersion]:
+    """Move a full-mode prompt's active pointer to an existing version (rollback)."""
+    prompt = await repo.lock_prompt(session, name)
+    if prompt is None:
+        raise prompt_not_found(name)
+    if prompt.mode != PromptMode.FULL:
+        raise ModeMismatch(
+            f"prompt '{name}' is in tracking mode: its active version follows the code; "
+            "register the wanted text with POST /v1/prompts/register-code, or convert the "
+            f"prompt with POST /v1/prompts/{name}:convert",
+            details={"prompt_mode": prompt.mode.value, "route": SAVE_ROUTE[prompt.mode]},
+        )
+    version = await get_version(session, prompt, number)
+    await _move_pointer(session, prompt, version)
+    return prompt, version
+
+
+async def get_prompt(session: AsyncSession, name: str) -> Prompt:
+    prompt = await repo.get_prompt(session, name)
+    if prompt is None:
+        raise prompt_not_found(name)
+    return prompt
+
+
+async def get_version(session: AsyncSession, prompt: Prompt, number: int) -> PromptVersion:
+    version = await repo.get_version(session, prompt.id, number)
+    if version is None:
+        raise NotFound(
+            f"prompt '{prompt.name}' has no version {number}",
+            details={"name": prompt.name, "version": number},
+        )
+    return version
+
+
+async def get_active_version(session: AsyncSession, prompt: Prompt) -> PromptVersion | None:
+    if prompt.active_version_id is None:
+        return None
+    return await repo.get_version_by_id(session, prompt.active_version_id)
+
+
+async def list_versions(session: AsyncSession, name: str) -> Sequence[PromptVersion]:
+    prompt = await get_prompt(session, name)
+    return await repo.list_versions(session, prompt.id)
+
+
+async def list_events(session: AsyncSession, name: str) -> Sequence[PromptEvent]:
+    prompt = await get_prompt(session, name)
+    return await repo.list_events(session, prompt.id)
+
+
+async def list_prompts(
+    session: AsyncSession, *, mode: PromptMode | None, after_name: str | None, limit: int
+) -> tuple[Sequence[tuple[Prompt, PromptVersion | None]], str | None]:
+    """One page of prompts by name, and the name to continue after (None on the last page)."""
+    rows = await repo.list_prompts_with_active_version(
+        session, mode=mode, after_name=after_name, limit=limit + 1
+    )
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1][0].name
+    return rows, None
+
+
+async def _active_number(session: AsyncSession, prompt: Prompt) -> int | None:
+    active = await get_active_version(session, prompt)
+    return active.version_number if active else None
+
+
+async def _move_pointer(session: AsyncSession, prompt: Prompt, version: PromptVersion) -> None:
+    """Make ``version`` the one active version; the one it replaces becomes deprecated."""
+    if prompt.active_version_id == version.id:
+        return
+    previous = await get_active_version(session, prompt)
+    if previous is not None:
+        previous.status = VersionStatus.DEPRECATED
+    version.status = VersionStatus.ACTIVE
+    prompt.active_version_id = version.id
+    prompt.updated_at = utcnow()
+    repo.add_event(
+        session,
+        prompt.id,
+        EventType.ACTIVATED,
+        version_number=version.version_number,
+        previous_version_number=previous.version_number if previous else None,
+    )
