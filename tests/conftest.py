@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 
 from prompt_ledger.api.app import create_app
 from prompt_ledger.config import Settings
@@ -21,9 +23,10 @@ from prompt_ledger.db.session import create_sync_engine
 from prompt_ledger.db.tables import Base
 from prompt_ledger.scripts.seed_models import seed
 
-# pytest_plugins = ["tests.fixtures.stub_server"]
+pytest_plugins = ["tests.fixtures.stub_server"]
 
 API_KEY = "pl_test_key_4f9c2b7e1d"
+OPENAI_KEY = "sk-test-provider-key-77aa01"
 PG_ADMIN_URL = os.environ.get(
     "PROMPTLEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -93,24 +96,44 @@ def clean_database(url: str) -> None:
 
 
 @pytest.fixture
-def settings(db_url: str, tmp_path: Path) -> Iterator[Settings]:
+def settings(db_url: str, tmp_path: Path, stub_url: str) -> Iterator[Settings]:
+    """Settings for one test: its backend, the stub provider, short retry delays.
+
+    The background sweeper is slowed right down; sweeper tests call ``sweep`` themselves.
+    """
     yield Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=db_url,
         api_key=API_KEY,  # type: ignore[arg-type]
+        openai_api_key=OPENAI_KEY,  # type: ignore[arg-type]
+        openai_base_url=stub_url,
+        provider_timeout_s=5,
+        execution_retry_delays=[0.05, 0.1, 0.1],  # type: ignore[arg-type]
         promptledger_home=tmp_path,
         render_timeout_s=0.5,
+        sweep_interval_s=3600,
     )
     clean_database(db_url)
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An authenticated client talking to a fresh app in this process."""
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """An app with its lifespan (worker, sweeper) running, and an authenticated client."""
     app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://testserver", headers={"X-API-Key": API_KEY}
-    ) as http:
-        yield http
-    await app.state.promptledger.engine.dispose()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers={"X-API-Key": API_KEY}
+        ) as http:
+            yield app, http
+
+
+@pytest.fixture
+async def app_and_client(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    async with running_app(settings) as pair:
+        yield pair
+
+
+@pytest.fixture
+def client(app_and_client: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return app_and_client[1]

@@ -56,3 +56,31 @@ def serve_command(host: str, port: int, workers: int) -> None:
         access_log=False,
         log_level="debug" if settings.debug else "warning",
     )
+
+
+@main.command("worker")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker_command(loglevel: str) -> None:
+    """Run a Celery worker for async executions (needs REDIS_URL; waits for migrations)."""
+    settings = get_settings()
+    if not settings.redis_url:
+        raise click.UsageError("REDIS_URL is not set: without it `serve` runs executions itself")
+    migrations.wait_until_current(settings.resolved_database_url)
+    from prompt_ledger.workers.celery_app import app
+
+    # solo pool: the task only hands ids to this process's event loop, which keeps many
+    # provider calls in flight (see workers/tasks.py), so no prefork/threads are needed.
+    app.worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -11,10 +11,15 @@ from prompt_ledger import __version__
 from prompt_ledger.api.deps import AppState, key_digests, require_api_key
 from prompt_ledger.api.errors import install_error_handlers
 from prompt_ledger.api.middleware import BodyLimitMiddleware
-from prompt_ledger.api.routes import ops, prompts
+from prompt_ledger.api.routes import executions, ops, prompts
 from prompt_ledger.config import Settings, get_settings
 from prompt_ledger.db.session import create_engine, session_factory
 from prompt_ledger.logging import configure_logging
+from prompt_ledger.providers.registry import close_providers, providers_from_settings
+from prompt_ledger.services.executions import Dispatcher, Runtime
+from prompt_ledger.workers.inprocess import InProcessWorker, sweeper
+
+SHUTDOWN_DRAIN_S = 10.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,16 +32,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "no API key: set API_KEY, or start with `promptledger serve`, which creates one"
         )
     engine = create_engine(settings.resolved_database_url)
+    sessions = session_factory(engine)
+    providers = providers_from_settings(settings)
+    worker = None if settings.redis_url else InProcessWorker()
+    dispatcher: Dispatcher
+    if worker is not None:
+        dispatcher = worker
+    else:
+        from prompt_ledger.workers.dispatch import CeleryDispatcher
+
+        dispatcher = CeleryDispatcher()
+    runtime = Runtime(sessions, providers, settings, dispatcher)
+    if worker is not None:
+        worker.runtime = runtime
     state = AppState(
         settings=settings,
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=sessions,
         api_key_digests=key_digests(keys),
+        runtime=runtime,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with sweeper(runtime):
+            yield
+        if worker is not None:
+            await worker.drain(SHUTDOWN_DRAIN_S)
+        await close_providers(providers)
         await engine.dispose()
 
     app = FastAPI(
@@ -49,5 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.include_router(ops.router)
-    app.include_router(prompts.router, dependencies=[Depends(require_api_key)])
+    secured = [Depends(require_api_key)]
+    app.include_router(prompts.router, dependencies=secured)
+    app.include_router(executions.router, dependencies=secured)
     return app

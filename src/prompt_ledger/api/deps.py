@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from prompt_ledger.config import Settings
 from prompt_ledger.db.session import unit_of_work
 from prompt_ledger.errors import Unauthorized
+from prompt_ledger.services.executions import Runtime
 
 
 @dataclass(slots=True)
@@ -27,6 +28,7 @@ class AppState:
     # sha256 digests of the accepted keys: comparing equal-length digests leaks neither
     # the key nor its length through timing.
     api_key_digests: tuple[bytes, ...]
+    runtime: Runtime
 
 
 def _digest(key: str) -> bytes:
@@ -70,3 +72,10 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit happens before the response goes out, so a failed commit
 # is the client's error response rather than a lost write after a 2xx.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_runtime(state: StateDep) -> Runtime:
+    return state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

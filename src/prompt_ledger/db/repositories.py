@@ -5,7 +5,9 @@ Functions are named as sentences about the rows they touch.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,10 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from prompt_ledger.db.tables import (
     EventType,
+    Execution,
+    ExecutionMode,
+    ExecutionStatus,
+    Model,
     Prompt,
     PromptEvent,
     PromptMode,
     PromptVersion,
+    ProviderName,
     utcnow,
 )
 
@@ -148,3 +155,203 @@ async def list_events(session: AsyncSession, prompt_id: int) -> Sequence[PromptE
         sa.select(PromptEvent).where(PromptEvent.prompt_id == prompt_id).order_by(PromptEvent.id)
     )
     return result.all()
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+async def get_active_model(
+    session: AsyncSession, provider: ProviderName, model_name: str
+) -> Model | None:
+    return await session.scalar(
+        sa.select(Model).where(
+            Model.provider == provider, Model.model_name == model_name, Model.is_active
+        )
+    )
+
+
+# --- executions -------------------------------------------------------------------------
+
+
+async def insert_execution_unless_key_taken(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert the row; False when another request already holds its idempotency key.
+
+    ``ON CONFLICT DO NOTHING`` waits for a concurrent holder of the key to commit, so the
+    caller can read the winner's row right after (PostgreSQL, READ COMMITTED).
+    """
+    inserted = await session.scalar(
+        _insert(session, Execution)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Execution.id)
+    )
+    return inserted is not None
+
+
+async def get_execution(session: AsyncSession, execution_id: uuid.UUID) -> Execution | None:
+    return await session.get(Execution, execution_id, populate_existing=True)
+
+
+async def get_execution_by_key(session: AsyncSession, key: str) -> Execution | None:
+    return await session.scalar(
+        sa.select(Execution)
+        .where(Execution.idempotency_key == key)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def get_execution_context(
+    session: AsyncSession, execution: Execution
+) -> tuple[Prompt, PromptVersion, Model]:
+    """The prompt, version and model an execution refers to (for its API view)."""
+    row = (
+        await session.execute(
+            sa.select(Prompt, PromptVersion, Model)
+            .select_from(Prompt)
+            .join(PromptVersion, PromptVersion.id == execution.prompt_version_id)
+            .join(Model, Model.id == execution.model_id)
+            .where(Prompt.id == execution.prompt_id)
+        )
+    ).one()
+    return row[0], row[1], row[2]
+
+
+async def list_executions(
+    session: AsyncSession,
+    *,
+    prompt_name: str | None,
+    status: ExecutionStatus | None,
+    execution_mode: ExecutionMode | None,
+    prompt_mode: PromptMode | None,
+    since: datetime | None,
+    until: datetime | None,
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[tuple[Execution, Prompt, PromptVersion, Model]]:
+    """Newest first; ``before`` is the keyset cursor (created_at, id) of the previous page."""
+    query = (
+        sa.select(Execution, Prompt, PromptVersion, Model)
+        .join(Prompt, Prompt.id == Execution.prompt_id)
+        .join(PromptVersion, PromptVersion.id == Execution.prompt_version_id)
+        .join(Model, Model.id == Execution.model_id)
+        .order_by(Execution.created_at.desc(), Execution.id.desc())
+        .limit(limit)
+    )
+    if prompt_name is not None:
+        query = query.where(Prompt.name == prompt_name)
+    if status is not None:
+        query = query.where(Execution.status == status)
+    if execution_mode is not None:
+        query = query.where(Execution.execution_mode == execution_mode)
+    if prompt_mode is not None:
+        query = query.where(Prompt.mode == prompt_mode)
+    if since is not None:
+        query = query.where(Execution.created_at >= since)
+    if until is not None:
+        query = query.where(Execution.created_at < until)
+    if before is not None:
+        created_at, execution_id = before
+        query = query.where(
+            sa.or_(
+                Execution.created_at < created_at,
+                sa.and_(Execution.created_at == created_at, Execution.id < execution_id),
+            )
+        )
+    rows = await session.execute(query)
+    return [(e, p, v, m) for e, p, v, m in rows]
+
+
+async def claim_queued(
+    session: AsyncSession, execution_id: uuid.UUID, *, now: datetime
+) -> Execution | None:
+    """``queued`` → ``running`` if still queued and due; None when someone else has it."""
+    result = await session.scalars(
+        sa.update(Execution)
+        .where(
+            Execution.id == execution_id,
+            Execution.status == ExecutionStatus.QUEUED,
+            sa.or_(Execution.not_before.is_(None), Execution.not_before <= now),
+        )
+        .values(status=ExecutionStatus.RUNNING, started_at=now, attempts=Execution.attempts + 1)
+        .returning(Execution),
+        execution_options={"synchronize_session": False},
+    )
+    return result.one_or_none()
+
+
+async def update_running_execution(
+    session: AsyncSession, execution_id: uuid.UUID, *, attempt: int, values: dict[str, Any]
+) -> bool:
+    """Write an attempt's outcome, only if that attempt still owns the row.
+
+    The ``attempts`` guard stops a worker that was presumed dead (and whose row was
+    recovered and re-run) from overwriting the newer attempt's result.
+    """
+    result = await session.execute(
+        sa.update(Execution)
+        .where(
+            Execution.id == execution_id,
+            Execution.status == ExecutionStatus.RUNNING,
+            Execution.attempts == attempt,
+        )
+        .values(**values),
+        execution_options={"synchronize_session": False},
+    )
+    return _rowcount(result) == 1
+
+
+async def cancel_queued(session: AsyncSession, execution_id: uuid.UUID, *, now: datetime) -> bool:
+    result = await session.execute(
+        sa.update(Execution)
+        .where(Execution.id == execution_id, Execution.status == ExecutionStatus.QUEUED)
+        .values(
+            status=ExecutionStatus.CANCELED,
+            error_type="canceled",
+            error_message="canceled before it ran",
+            completed_at=now,
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    return _rowcount(result) == 1
+
+
+async def find_stale_running(
+    session: AsyncSession, *, started_before: datetime, limit: int
+) -> Sequence[Execution]:
+    query = (
+        sa.select(Execution)
+        .where(Execution.status == ExecutionStatus.RUNNING, Execution.started_at < started_before)
+        .order_by(Execution.started_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def mark_undispatched_queued(
+    session: AsyncSession, *, now: datetime, published_before: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Queued rows that are due but whose last publication is old: stamp and return them."""
+    due = (
+        sa.select(Execution.id)
+        .where(
+            Execution.status == ExecutionStatus.QUEUED,
+            sa.or_(Execution.dispatched_at.is_(None), Execution.dispatched_at < published_before),
+            sa.or_(Execution.not_before.is_(None), Execution.not_before <= now),
+        )
+        .order_by(Execution.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list((await session.scalars(due)).all())
+    if ids:
+        await session.execute(
+            sa.update(Execution).where(Execution.id.in_(ids)).values(dispatched_at=now),
+            execution_options={"synchronize_session": False},
+        )
+    return ids
+
+
+def _rowcount(result: Any) -> int:
+    count: int = result.rowcount
+    return count

@@ -183,6 +183,9 @@ class Execution(Base):
     idempotency_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
     # When a queued row may run next (retry back-off); null means now.
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When its id was last handed to the queue: the sweeper re-publishes rows whose
+    # publication is older than the sweep interval (a lost message, a publish that failed).
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -145,6 +145,7 @@ def upgrade() -> None:
         sa.Column("idempotency_key", sa.String(255)),
         sa.Column("idempotency_fingerprint", sa.String(64)),
         _timestamp("not_before", nullable=True),
+        _timestamp("dispatched_at", nullable=True),
         sa.Column("metadata", _json(), nullable=False),
         _timestamp("created_at"),
         _timestamp("started_at", nullable=True),

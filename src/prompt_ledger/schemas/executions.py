@@ -1,0 +1,139 @@
+"""Execution requests and the execution object (SPEC §6)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from prompt_ledger.services.executions import ExecutionRecord
+
+from prompt_ledger.db.tables import ExecutionMode, ExecutionStatus, PromptMode, ProviderName
+from prompt_ledger.schemas.common import JsonObject, PromptName, StrictModel
+
+
+class Params(StrictModel):
+    """Generation parameters; an unknown name is a 422, not silently ignored."""
+
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    top_k: Annotated[int, Field(ge=1)] | None = None
+    max_new_tokens: Annotated[int, Field(ge=1)] | None = None
+    repetition_penalty: Annotated[float, Field(gt=0)] | None = None
+
+
+class ExecutionInput(StrictModel):
+    """What to run; shared by ``executions:run``/``:submit`` and the tracking execute route."""
+
+    version: Annotated[int, Field(ge=1)] | None = None
+    variables: JsonObject = Field(default_factory=dict)
+    model_name: Annotated[str, Field(min_length=1, max_length=128)]
+    provider: ProviderName = ProviderName.OPENAI
+    params: Params = Field(default_factory=Params)
+    metadata: JsonObject = Field(default_factory=dict)
+
+
+class RunRequest(ExecutionInput):
+    prompt_name: PromptName
+
+
+class TrackedExecuteRequest(ExecutionInput):
+    mode: ExecutionMode = ExecutionMode.SYNC
+
+
+class SubmitResponse(BaseModel):
+    execution_id: uuid.UUID
+    status: ExecutionStatus
+
+
+class PromptRef(BaseModel):
+    name: str
+    mode: PromptMode
+
+
+class VersionRef(BaseModel):
+    number: int
+    checksum: str
+
+
+class ModelRef(BaseModel):
+    provider: ProviderName
+    name: str
+
+
+class Telemetry(BaseModel):
+    prompt_tokens: int | None
+    response_tokens: int | None
+    latency_ms: int | None
+    provider_request_id: str | None
+
+
+class ExecutionError(BaseModel):
+    type: str
+    message: str
+
+
+class ExecutionOut(BaseModel):
+    id: uuid.UUID
+    status: ExecutionStatus
+    execution_mode: ExecutionMode
+    prompt: PromptRef
+    version: VersionRef
+    model: ModelRef
+    variables: dict[str, Any]
+    rendered_prompt: str
+    params: dict[str, Any]
+    response_text: str | None
+    telemetry: Telemetry
+    params_dropped: list[str]
+    error: ExecutionError | None
+    attempts: int
+    idempotency_key: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, record: ExecutionRecord) -> ExecutionOut:
+        return _execution_out(record)
+
+
+class ExecutionPage(BaseModel):
+    items: list[ExecutionOut]
+    next_cursor: str | None
+
+
+def _execution_out(record: ExecutionRecord) -> ExecutionOut:
+    e = record.execution
+    return ExecutionOut(
+        id=e.id,
+        status=e.status,
+        execution_mode=e.execution_mode,
+        prompt=PromptRef(name=record.prompt.name, mode=record.prompt.mode),
+        version=VersionRef(number=record.version.version_number, checksum=record.version.checksum),
+        model=ModelRef(provider=record.model.provider, name=record.model.model_name),
+        variables=e.variables,
+        rendered_prompt=e.rendered_prompt,
+        params=e.params,
+        response_text=e.response_text,
+        telemetry=Telemetry(
+            prompt_tokens=e.prompt_tokens,
+            response_tokens=e.response_tokens,
+            latency_ms=e.latency_ms,
+            provider_request_id=e.provider_request_id,
+        ),
+        params_dropped=e.params_dropped,
+        error=ExecutionError(type=e.error_type, message=e.error_message or "")
+        if e.error_type
+        else None,
+        attempts=e.attempts,
+        idempotency_key=e.idempotency_key,
+        metadata=e.metadata_,
+        created_at=e.created_at,
+        started_at=e.started_at,
+        completed_at=e.completed_at,
+    )

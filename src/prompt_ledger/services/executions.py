@@ -1,0 +1,487 @@
+"""The execution ledger: creating rows, every status transition, retries and recovery.
+
+Statuses move only here:
+    sync:  (created) running → succeeded | failed
+    async: (created) queued → running → succeeded | failed, or → queued again (retry);
+           queued → canceled; running (worker lost) → queued | failed (sweeper)
+Each transition is a conditional UPDATE, so duplicate deliveries and late workers change
+nothing. No transaction is open while a provider is called.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from uuid_utils.compat import uuid7
+
+from prompt_ledger.config import Settings
+from prompt_ledger.db import repositories as repo
+from prompt_ledger.db.session import unit_of_work
+from prompt_ledger.db.tables import (
+    Execution,
+    ExecutionMode,
+    ExecutionStatus,
+    Model,
+    Prompt,
+    PromptMode,
+    PromptVersion,
+    ProviderName,
+    utcnow,
+)
+from prompt_ledger.errors import (
+    ModeMismatch,
+    NotCancelable,
+    NotFound,
+    UnknownModel,
+    ValidationFailed,
+)
+from prompt_ledger.logging import get_logger
+from prompt_ledger.providers.base import Provider, ProviderError, ProviderResult
+from prompt_ledger.schemas.executions import ExecutionInput
+from prompt_ledger.services import idempotency, prompts, rendering
+from prompt_ledger.services.idempotency import IdempotencyKey
+
+log = get_logger("prompt_ledger.executions")
+
+MAX_RESPONSE_BYTES = 512_000
+EXECUTE_ROUTE = {
+    PromptMode.FULL: "POST /v1/executions:run or POST /v1/executions:submit",
+    PromptMode.TRACKING: "POST /v1/prompts/{name}/execute",
+}
+
+
+class Dispatcher(Protocol):
+    """Hands execution ids to whatever runs them (Celery, or the in-process worker)."""
+
+    async def publish(self, execution_id: uuid.UUID, *, delay_s: float = 0.0) -> None: ...
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What running executions needs from the process; built once at start-up."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    providers: Mapping[ProviderName, Provider]
+    settings: Settings
+    dispatcher: Dispatcher
+
+    @property
+    def max_attempts(self) -> int:
+        return 1 + len(self.settings.execution_retry_delays)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRequest:
+    prompt_name: str
+    prompt_mode: PromptMode  # the mode of the route it came through
+    execution_mode: ExecutionMode
+    input: ExecutionInput
+    idempotency: IdempotencyKey | None = None
+
+
+@dataclass(slots=True)
+class ExecutionRecord:
+    """An execution and what its API view names: prompt, version, model."""
+
+    execution: Execution
+    prompt: Prompt
+    version: PromptVersion
+    model: Model
+    replayed: bool = False
+
+
+# --- creating ---------------------------------------------------------------------------
+
+
+async def run_sync(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
+    """Render, record (``running``), call the provider once, record the outcome."""
+    record = await _create(rt, request)
+    if record.replayed:
+        return record
+    execution = record.execution
+    values, _ = await _attempt(rt, record.model, execution.rendered_prompt, execution.params)
+    async with unit_of_work(rt.sessions) as session:
+        written = await repo.update_running_execution(
+            session, execution.id, attempt=execution.attempts, values=values
+        )
+        if not written:  # recovered by the sweeper meanwhile: report what the ledger says
+            fresh = await repo.get_execution(session, execution.id)
+            assert fresh is not None
+            record.execution = fresh
+            return record
+    for name, value in values.items():
+        setattr(execution, name, value)
+    _log_finished(record)
+    return record
+
+
+async def submit(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
+    """Commit a ``queued`` row, then publish its id (never before the commit)."""
+    record = await _create(rt, request)
+    if not record.replayed:
+        await _publish(rt, record.execution.id)
+    return record
+
+
+async def _create(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
+    """Validate and render everything, then insert the row; or replay an idempotent request.
+
+    Nothing is written for a request rejected here (validation, render error, size).
+    """
+    sync = request.execution_mode == ExecutionMode.SYNC
+    key = request.idempotency
+    async with unit_of_work(rt.sessions) as session:
+        if key is not None and (existing := await repo.get_execution_by_key(session, key.key)):
+            return await _replay(session, existing, key, sync=sync)
+        prompt, version, model = await _resolve(session, request)
+        rendered = await rendering.render_async(
+            version.template_source,
+            request.input.variables,
+            timeout_s=rt.settings.render_timeout_s,
+        )
+        params = request.input.params.model_dump(exclude_none=True)
+        provider = rt.providers[model.provider]
+        _, dropped = provider.map_params(params)
+        now = utcnow()
+        execution = Execution(
+            id=uuid7(),
+            prompt_id=prompt.id,
+            prompt_version_id=version.id,
+            model_id=model.id,
+            execution_mode=request.execution_mode,
+            status=ExecutionStatus.RUNNING if sync else ExecutionStatus.QUEUED,
+            variables=request.input.variables,
+            rendered_prompt=rendered,
+            params=params,
+            params_dropped=dropped,
+            attempts=1 if sync else 0,
+            idempotency_key=key.key if key else None,
+            idempotency_fingerprint=key.fingerprint if key else None,
+            metadata_=request.input.metadata,
+            created_at=now,
+            started_at=now if sync else None,
+            dispatched_at=None if sync else now,
+        )
+        if not await repo.insert_execution_unless_key_taken(session, _column_values(execution)):
+            assert key is not None  # only the idempotency key can conflict
+            existing = await repo.get_execution_by_key(session, key.key)
+            assert existing is not None
+            return await _replay(session, existing, key, sync=sync)
+    return ExecutionRecord(execution, prompt, version, model)
+
+
+async def _replay(
+    session: AsyncSession, existing: Execution, key: IdempotencyKey, *, sync: bool
+) -> ExecutionRecord:
+    idempotency.check_replay(existing, key, sync=sync)
+    prompt, version, model = await repo.get_execution_context(session, existing)
+    return ExecutionRecord(existing, prompt, version, model, replayed=True)
+
+
+async def _resolve(
+    session: AsyncSession, request: ExecutionRequest
+) -> tuple[Prompt, PromptVersion, Model]:
+    prompt = await prompts.get_prompt(session, request.prompt_name)
+    if prompt.mode != request.prompt_mode:
+        route = EXECUTE_ROUTE[prompt.mode].format(name=prompt.name)
+        raise ModeMismatch(
+            f"prompt '{prompt.name}' is in {prompt.mode} mode; run it with {route}",
+            details={"prompt_mode": prompt.mode.value, "route": route},
+        )
+    if request.input.version is not None:
+        version = await prompts.get_version(session, prompt, request.input.version)
+    else:
+        active = await prompts.get_active_version(session, prompt)
+        if active is None:
+            raise ValidationFailed(
+                f"prompt '{prompt.name}' has no active version; pass `version` explicitly",
+                details={"name": prompt.name},
+            )
+        version = active
+    model = await repo.get_active_model(session, request.input.provider, request.input.model_name)
+    if model is None:
+        raise UnknownModel(
+            f"'{request.input.model_name}' is not an active {request.input.provider} model",
+            details={"provider": request.input.provider, "model_name": request.input.model_name},
+        )
+    max_new = request.input.params.max_new_tokens
+    if max_new is not None and max_new > model.max_tokens:
+        raise ValidationFailed(
+            f"params.max_new_tokens {max_new} is over {model.model_name}'s limit "
+            f"of {model.max_tokens}",
+            details={"max_tokens": model.max_tokens},
+        )
+    return prompt, version, model
+
+
+# --- running (workers) ------------------------------------------------------------------
+
+
+async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatus | None:
+    """Run one queued execution: the one entry point of Celery and the in-process worker.
+
+    Returns the status written, or None when the row was not ours to run (already claimed,
+    canceled, finished, or not yet due): duplicate deliveries land here and do nothing.
+    """
+    now = utcnow()
+    async with unit_of_work(rt.sessions) as session:
+        execution = await repo.claim_queued(session, execution_id, now=now)
+        if execution is None:
+            return None
+        prompt, version, model = await repo.get_execution_context(session, execution)
+    record = ExecutionRecord(execution, prompt, version, model)
+    values, retryable = await _attempt(rt, model, execution.rendered_prompt, execution.params)
+    delay: float | None = None
+    if retryable and execution.attempts < rt.max_attempts:
+        delay = rt.settings.execution_retry_delays[execution.attempts - 1]
+        retry_at = utcnow()
+        values |= {
+            "status": ExecutionStatus.QUEUED,
+            "completed_at": None,
+            "not_before": retry_at + timedelta(seconds=delay),
+            "dispatched_at": retry_at,
+        }
+    async with unit_of_work(rt.sessions) as session:
+        written = await repo.update_running_execution(
+            session, execution.id, attempt=execution.attempts, values=values
+        )
+    if not written:
+        log.warning("stale_attempt_discarded", execution_id=str(execution.id))
+        return None
+    for name, value in values.items():
+        setattr(execution, name, value)
+    if delay is not None:
+        log.info(
+            "execution_retry_scheduled",
+            execution_id=str(execution.id),
+            attempts=execution.attempts,
+            delay_s=delay,
+            error_type=values["error_type"],
+        )
+        await _publish(rt, execution.id, delay_s=delay)
+    else:
+        _log_finished(record)
+    status: ExecutionStatus = values["status"]
+    return status
+
+
+async def _attempt(
+    rt: Runtime, model: Model, rendered_prompt: str, params: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """Call the provider once; the columns to write, and whether a failure may be retried."""
+    provider = rt.providers[model.provider]
+    started = time.perf_counter()
+    try:
+        result = await provider.generate(rendered_prompt, model=model.model_name, params=params)
+    except ProviderError as exc:
+        return _failure(exc.kind.value, exc.message, started), exc.retryable
+    except Exception as exc:  # a bug or an unexpected SDK error: fail the row, keep the worker
+        log.exception("provider_call_crashed", model=model.model_name)
+        return _failure("internal", f"unexpected error: {type(exc).__name__}", started), False
+    return _success(result), False
+
+
+def _success(result: ProviderResult) -> dict[str, Any]:
+    text, full_size = truncate_utf8(result.response_text, MAX_RESPONSE_BYTES)
+    return {
+        "status": ExecutionStatus.SUCCEEDED,
+        "response_text": text,
+        "prompt_tokens": result.prompt_tokens,
+        "response_tokens": result.response_tokens,
+        "latency_ms": result.latency_ms,
+        "provider_request_id": result.provider_request_id,
+        "error_type": "truncated" if full_size else None,
+        "error_message": (
+            f"response was {full_size} bytes; stored the first {MAX_RESPONSE_BYTES}"
+            if full_size
+            else None
+        ),
+        "completed_at": utcnow(),
+    }
+
+
+def _failure(error_type: str, message: str, started: float) -> dict[str, Any]:
+    return {
+        "status": ExecutionStatus.FAILED,
+        "error_type": error_type,
+        "error_message": message,
+        "latency_ms": int((time.perf_counter() - started) * 1000),
+        "completed_at": utcnow(),
+    }
+
+
+def truncate_utf8(text: str, limit: int) -> tuple[str, int | None]:
+    """Cut ``text`` to at most ``limit`` UTF-8 bytes without splitting a character.
+
+    Returns the text and, when it was cut, its original size in bytes.
+    """
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text, None
+    return data[:limit].decode("utf-8", errors="ignore"), len(data)
+
+
+# --- recovery ---------------------------------------------------------------------------
+
+
+async def sweep(rt: Runtime, *, now: datetime | None = None, batch: int = 500) -> list[uuid.UUID]:
+    """Recover rows stuck ``running`` and re-publish ``queued`` rows nobody picked up.
+
+    A running row older than RECOVERY_TIMEOUT_S lost its worker: an async one with attempts
+    left goes back to ``queued``; otherwise it fails with ``worker_lost``. A sync one is never
+    re-run (its caller has gone). Returns the ids published.
+    """
+    now = now or utcnow()
+    settings = rt.settings
+    republish: list[uuid.UUID] = []
+    async with unit_of_work(rt.sessions) as session:
+        stale = await repo.find_stale_running(
+            session,
+            started_before=now - timedelta(seconds=settings.recovery_timeout_s),
+            limit=batch,
+        )
+        for execution in stale:
+            retry = (
+                execution.execution_mode == ExecutionMode.ASYNC
+                and execution.attempts < rt.max_attempts
+            )
+            values: dict[str, Any] = {
+                "error_type": "worker_lost",
+                "error_message": f"no result {settings.recovery_timeout_s:.0f}s after attempt "
+                f"{execution.attempts} started; " + ("retrying" if retry else "no attempts left"),
+            }
+            if retry:
+                values |= {
+                    "status": ExecutionStatus.QUEUED,
+                    "not_before": None,
+                    "dispatched_at": now,
+                }
+            else:
+                values |= {"status": ExecutionStatus.FAILED, "completed_at": now}
+            if await repo.update_running_execution(
+                session, execution.id, attempt=execution.attempts, values=values
+            ):
+                log.warning("execution_recovered", execution_id=str(execution.id), retry=retry)
+                if retry:
+                    republish.append(execution.id)
+        republish += await repo.mark_undispatched_queued(
+            session,
+            now=now,
+            published_before=now - timedelta(seconds=settings.sweep_interval_s),
+            limit=batch,
+        )
+    for execution_id in republish:
+        await _publish(rt, execution_id)
+    return republish
+
+
+async def _publish(rt: Runtime, execution_id: uuid.UUID, *, delay_s: float = 0.0) -> None:
+    """Publish after commit. A failed publish loses nothing: the row is committed and the
+    sweeper re-publishes it once the queue answers again."""
+    try:
+        await rt.dispatcher.publish(execution_id, delay_s=delay_s)
+    except Exception as exc:
+        log.warning(
+            "publish_failed_sweeper_will_retry",
+            execution_id=str(execution_id),
+            error=type(exc).__name__,
+        )
+
+
+# --- reading and canceling ----------------------------------------------------------------
+
+
+async def get(session: AsyncSession, execution_id: uuid.UUID) -> ExecutionRecord:
+    execution = await repo.get_execution(session, execution_id)
+    if execution is None:
+        raise NotFound(
+            f"execution {execution_id} does not exist", details={"id": str(execution_id)}
+        )
+    prompt, version, model = await repo.get_execution_context(session, execution)
+    return ExecutionRecord(execution, prompt, version, model)
+
+
+async def cancel(session: AsyncSession, execution_id: uuid.UUID) -> ExecutionRecord:
+    """A queued execution becomes ``canceled`` and never runs; anything else is 409."""
+    canceled = await repo.cancel_queued(session, execution_id, now=utcnow())
+    record = await get(session, execution_id)
+    if not canceled:
+        raise NotCancelable(
+            f"execution is {record.execution.status}; only queued executions can be canceled",
+            details={"status": record.execution.status.value},
+        )
+    return record
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    prompt_name: str | None = None,
+    status: ExecutionStatus | None = None,
+    execution_mode: ExecutionMode | None = None,
+    prompt_mode: PromptMode | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 50,
+) -> tuple[Sequence[ExecutionRecord], tuple[datetime, uuid.UUID] | None]:
+    """One page, newest first, and the keyset to continue from (None on the last page)."""
+    since, until = _as_utc(since), _as_utc(until)
+    rows = await repo.list_executions(
+        session,
+        prompt_name=prompt_name,
+        status=status,
+        execution_mode=execution_mode,
+        prompt_mode=prompt_mode,
+        since=since,
+        until=until,
+        before=before,
+        limit=limit + 1,
+    )
+    records = [ExecutionRecord(e, p, v, m) for e, p, v, m in rows[:limit]]
+    if len(rows) > limit:
+        last = records[-1].execution
+        return records, (last.created_at, last.id)
+    return records, None
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _as_utc(moment: datetime | None) -> datetime | None:
+    """Query bounds without a zone are read as UTC, the ledger's zone."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _column_values(execution: Execution) -> dict[str, Any]:
+    """The ORM object's attributes as an INSERT's values (attribute names, not columns)."""
+    mapper = Execution.__mapper__
+    return {attr.key: getattr(execution, attr.key) for attr in mapper.column_attrs}
+
+
+def _log_finished(record: ExecutionRecord) -> None:
+    """The one log line per finished execution (SPEC §7); never variables or text."""
+    e = record.execution
+    log.info(
+        "execution_finished",
+        execution_id=str(e.id),
+        prompt=record.prompt.name,
+        version=record.version.version_number,
+        provider=record.model.provider.value,
+        model_name=record.model.model_name,
+        latency_ms=e.latency_ms,
+        prompt_tokens=e.prompt_tokens,
+        response_tokens=e.response_tokens,
+        status=e.status.value,
+        error_type=e.error_type,
+        attempts=e.attempts,
+        execution_mode=e.execution_mode.value,
+    )

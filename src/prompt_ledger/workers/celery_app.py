@@ -1,0 +1,37 @@
+"""The Celery app: ``celery -A prompt_ledger.workers.celery_app worker`` or ``promptledger worker``.
+
+Messages carry execution ids only (no prompt text, no keys). The database row is the source
+of truth; the queue is a wake-up call, so a lost or duplicated message costs nothing: the
+claim is conditional and the sweeper re-publishes what was never picked up.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from prompt_ledger.config import get_settings
+
+QUEUE = "promptledger"
+
+
+def create_celery(broker_url: str) -> Celery:
+    app = Celery("prompt_ledger", broker=broker_url, include=["prompt_ledger.workers.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_default_queue=QUEUE,
+        # A publish that cannot reach Redis fails fast; the committed row waits for the sweeper.
+        broker_connection_timeout=2,
+        task_publish_retry=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600},
+        worker_hijack_root_logger=False,
+        worker_prefetch_multiplier=64,
+        worker_send_task_events=False,
+    )
+    return app
+
+
+app = create_celery(get_settings().redis_url or "redis://127.0.0.1:6379/0")
+celery_app = app

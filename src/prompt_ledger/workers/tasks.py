@@ -1,0 +1,113 @@
+"""Thin Celery task shims over ``services.executions``.
+
+A Celery task here does not wait for the provider: it hands the id to this process's asyncio
+loop (one per process, in a background thread) and returns, so one worker process keeps
+hundreds of provider calls in flight. A bounded semaphore makes the task block when the loop
+is full, which is the back-pressure Celery's prefetch then respects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import uuid
+from concurrent.futures import Future
+
+from celery.signals import worker_shutting_down
+
+from prompt_ledger.config import get_settings
+from prompt_ledger.db.session import create_engine, session_factory
+from prompt_ledger.db.tables import ExecutionStatus
+from prompt_ledger.logging import configure_logging, get_logger
+from prompt_ledger.providers.registry import close_providers, providers_from_settings
+from prompt_ledger.services import executions
+from prompt_ledger.services.executions import Runtime
+from prompt_ledger.workers.celery_app import app
+from prompt_ledger.workers.dispatch import CeleryDispatcher
+
+log = get_logger(__name__)
+
+MAX_IN_FLIGHT = int(os.environ.get("PROMPTLEDGER_WORKER_MAX_IN_FLIGHT", "500"))
+
+
+class LoopRunner:
+    """An event loop in a daemon thread, with the process's engine, providers and runtime."""
+
+    def __init__(self, max_in_flight: int) -> None:
+        self.pid = os.getpid()
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._in_flight: set[Future[ExecutionStatus | None]] = set()
+        self._lock = threading.Lock()
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(
+            target=self.loop.run_forever, name="promptledger-loop", daemon=True
+        ).start()
+        settings = get_settings()
+        configure_logging(debug=settings.debug)
+        self.runtime: Runtime = asyncio.run_coroutine_threadsafe(self._build(), self.loop).result()
+
+    async def _build(self) -> Runtime:
+        settings = get_settings()
+        self.engine = create_engine(settings.resolved_database_url)
+        return Runtime(
+            sessions=session_factory(self.engine),
+            providers=providers_from_settings(settings),
+            settings=settings,
+            dispatcher=CeleryDispatcher(),
+        )
+
+    def submit(self, execution_id: uuid.UUID) -> None:
+        self._slots.acquire()
+        future = asyncio.run_coroutine_threadsafe(
+            executions.execute_queued(self.runtime, execution_id), self.loop
+        )
+        with self._lock:
+            self._in_flight.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[ExecutionStatus | None]) -> None:
+        with self._lock:
+            self._in_flight.discard(future)
+        self._slots.release()
+        if not future.cancelled() and (exc := future.exception()) is not None:
+            log.error("execution_crashed", error=type(exc).__name__)
+
+    def drain(self, timeout_s: float) -> None:
+        """Wait for in-flight executions (warm shutdown), then close connections."""
+        with self._lock:
+            pending = list(self._in_flight)
+        for future in pending:
+            try:
+                future.result(timeout=timeout_s)
+            except Exception:  # noqa: S112 - a crashed execution is recovered by the sweeper
+                continue
+        asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(timeout=10)
+
+    async def _close(self) -> None:
+        await close_providers(dict(self.runtime.providers))
+        await self.engine.dispose()
+
+
+_runner: LoopRunner | None = None
+_runner_lock = threading.Lock()
+
+
+def runner() -> LoopRunner:
+    """This process's runner (created after fork, so prefork children get their own)."""
+    global _runner
+    with _runner_lock:
+        if _runner is None or _runner.pid != os.getpid():
+            _runner = LoopRunner(MAX_IN_FLIGHT)
+        return _runner
+
+
+@app.task(name="promptledger.execute")
+def execute(execution_id: str) -> None:
+    runner().submit(uuid.UUID(execution_id))
+
+
+@worker_shutting_down.connect
+def _drain_on_shutdown(**_: object) -> None:
+    if _runner is not None and _runner.pid == os.getpid():
+        _runner.drain(timeout_s=get_settings().provider_timeout_s)
