@@ -453,3 +453,17 @@ class TestList:
         r = await client.get("/v1/executions", params={"cursor": "bm9wZQ=="})
         assert r.status_code == 400
         assert r.json()["error"]["code"] == "bad_request"
+
+
+class TestInFlight:
+    async def test_hundreds_of_slow_sync_runs_are_in_flight_together(
+        self, client: httpx.AsyncClient, stub_url: str
+    ) -> None:
+        """A provider call holds neither a thread nor a database connection."""
+        await save(client, "p", "[[stub delay=1]] hi")
+        started = time.monotonic()
+        responses = await asyncio.gather(*(client.post(RUN, json=body()) for _ in range(300)))
+        elapsed = time.monotonic() - started
+        assert [r.json()["status"] for r in responses] == ["succeeded"] * 300
+        assert stub_stats(stub_url)["max_in_flight"] >= 150
+        assert elapsed < 15  # one at a time would take 300 s
