@@ -107,7 +107,7 @@ def settings(db_url: str, tmp_path: Path, stub_url: str) -> Iterator[Settings]:
         api_key=API_KEY,  # type: ignore[arg-type]
         openai_api_key=OPENAI_KEY,  # type: ignore[arg-type]
         openai_base_url=stub_url,
-        provider_timeout_s=5,
+        provider_timeout_s=2,
         execution_retry_delays=[0.05, 0.1, 0.1],  # type: ignore[arg-type]
         promptledger_home=tmp_path,
         render_timeout_s=0.5,

@@ -135,7 +135,7 @@ class TestRunSync:
             ("[[stub status=403]]", "auth_error"),
             ("[[stub status=400]]", "bad_request"),
             ("[[stub status=404]]", "bad_request"),
-            ("[[stub delay=7]]", "timeout"),
+            ("[[stub delay=3]]", "timeout"),
         ],
     )
     async def test_provider_errors_are_recorded_as_failed(

@@ -9,12 +9,11 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from prompt_ledger.db.tables import EventType, Prompt, PromptMode, PromptVersion, VersionStatus
 from prompt_ledger.schemas.common import JsonObject, StrictModel, Text
-
-MAX_TEMPLATE_CHARS = 1_000_000
+from prompt_ledger.services.rendering import MAX_TEMPLATE_BYTES
 
 
 class SavePromptRequest(StrictModel):
-    template_source: Annotated[Text, Field(min_length=1, max_length=MAX_TEMPLATE_CHARS)]
+    template_source: Annotated[Text, Field(min_length=1, max_length=MAX_TEMPLATE_BYTES)]
     description: Annotated[Text, Field(max_length=10_000)] | None = None
     metadata: JsonObject = Field(default_factory=dict)
     activate: bool = True

@@ -6,6 +6,7 @@ prompt row locked, so the rules live here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,7 +77,8 @@ async def save_version(
         InvalidTemplate: the text is not valid Jinja2 (checked before any write).
         ModeMismatch: the prompt exists in the other mode.
     """
-    variables = rendering.template_variables(template_source)
+    # Compiling a large template can take a while: keep it off the event loop.
+    variables = await asyncio.to_thread(rendering.template_variables, template_source)
     checksum = checksum_of(template_source)
     prompt, prompt_created = await repo.lock_or_create_prompt(
         session, name, mode=mode, description=description
