@@ -172,3 +172,34 @@ class TestOpenAPI:
         activate = spec["paths"]["/v1/prompts/{name}/versions/{number}:activate"]["post"]
         assert {"401", "404", "409", "422"} <= set(activate["responses"])
         assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+
+
+class TestReadyWithRedis:
+    async def test_redis_down_is_not_ready(self, settings: Settings) -> None:
+        app = create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
+            r = await c.get("/health/ready")
+        await app.state.promptledger.engine.dispose()
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "unavailable"
+        assert r.json()["error"]["details"] == {"database": "up", "redis": "down"}
+
+    async def test_redis_up_is_ready(self, settings: Settings) -> None:
+        import redis
+
+        from tests.conftest import service_unavailable
+
+        try:
+            redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+        except redis.RedisError as exc:
+            service_unavailable("Redis", exc)
+        app = create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:6379/0"}))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
+            r = await c.get("/health/ready")
+        await app.state.promptledger.engine.dispose()
+        assert r.status_code == 200
+        assert r.json() == {"status": "ready", "database": "up", "redis": "up"}

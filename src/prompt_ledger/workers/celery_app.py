@@ -12,6 +12,7 @@ from celery import Celery
 from prompt_ledger.config import get_settings
 
 QUEUE = "promptledger"
+EXECUTE_TASK = "promptledger.execute"
 
 
 def create_celery(broker_url: str) -> Celery:
@@ -27,6 +28,8 @@ def create_celery(broker_url: str) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 3600},
         worker_hijack_root_logger=False,
+        # Keep stderr ours: Celery's LoggingProxy would swallow structlog's JSON lines.
+        worker_redirect_stdouts=False,
         worker_prefetch_multiplier=64,
         worker_send_task_events=False,
     )

@@ -1,4 +1,5 @@
-"""Publishing execution ids after commit: to Celery on Redis, or to the in-process worker."""
+"""Publishing execution ids after commit to Celery on Redis (the in-process worker is its
+own dispatcher, see ``workers/inprocess.py``)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,21 @@ import asyncio
 import functools
 import uuid
 
+from prompt_ledger.workers.celery_app import EXECUTE_TASK, create_celery
+
 
 class CeleryDispatcher:
-    """Publishes to the Celery queue. The publish is blocking I/O, so it runs in a thread."""
+    """Publishes to the Celery queue on ``broker_url``; the publish is blocking I/O, so it
+    runs in a thread."""
+
+    def __init__(self, broker_url: str) -> None:
+        self._celery = create_celery(broker_url)
 
     async def publish(self, execution_id: uuid.UUID, *, delay_s: float = 0.0) -> None:
-        from prompt_ledger.workers.tasks import execute  # the task module imports this one
-
-        send = functools.partial(execute.apply_async, args=(str(execution_id),))
+        send = functools.partial(self._celery.send_task, EXECUTE_TASK, args=(str(execution_id),))
         if delay_s > 0:
             send = functools.partial(send, countdown=delay_s)
         await asyncio.to_thread(send)
+
+    def close(self) -> None:
+        self._celery.close()

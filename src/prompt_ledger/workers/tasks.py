@@ -23,7 +23,7 @@ from prompt_ledger.logging import configure_logging, get_logger
 from prompt_ledger.providers.registry import close_providers, providers_from_settings
 from prompt_ledger.services import executions
 from prompt_ledger.services.executions import Runtime
-from prompt_ledger.workers.celery_app import app
+from prompt_ledger.workers.celery_app import EXECUTE_TASK, app
 from prompt_ledger.workers.dispatch import CeleryDispatcher
 
 log = get_logger(__name__)
@@ -54,7 +54,7 @@ class LoopRunner:
             sessions=session_factory(self.engine),
             providers=providers_from_settings(settings),
             settings=settings,
-            dispatcher=CeleryDispatcher(),
+            dispatcher=CeleryDispatcher(settings.redis_url or app.conf.broker_url),
         )
 
     def submit(self, execution_id: uuid.UUID) -> None:
@@ -102,7 +102,7 @@ def runner() -> LoopRunner:
         return _runner
 
 
-@app.task(name="promptledger.execute")
+@app.task(name=EXECUTE_TASK)
 def execute(execution_id: str) -> None:
     runner().submit(uuid.UUID(execution_id))
 
