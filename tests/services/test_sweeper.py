@@ -126,7 +126,7 @@ class TestStaleRunning:
             written = await repo.update_running_execution(
                 session, eid, attempt=1, values={"status": "failed", "error_type": "timeout"}
             )
-        assert written is False
+        assert written is None
         assert (await client.get(f"/v1/executions/{eid}")).json()["status"] == "succeeded"
 
 

@@ -11,12 +11,13 @@ from prompt_ledger import __version__
 from prompt_ledger.api.deps import AppState, key_digests, require_api_key
 from prompt_ledger.api.errors import install_error_handlers
 from prompt_ledger.api.middleware import BodyLimitMiddleware
-from prompt_ledger.api.routes import executions, ops, prompts
+from prompt_ledger.api.routes import analytics, executions, ops, prompts, tracking
 from prompt_ledger.config import Settings, get_settings
 from prompt_ledger.db.session import create_engine, session_factory
 from prompt_ledger.logging import configure_logging
 from prompt_ledger.providers.registry import close_providers, providers_from_settings
 from prompt_ledger.services.executions import Dispatcher, Runtime
+from prompt_ledger.workers.dispatch import CeleryDispatcher
 from prompt_ledger.workers.inprocess import InProcessWorker, sweeper
 
 SHUTDOWN_DRAIN_S = 10.0
@@ -34,14 +35,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = create_engine(settings.resolved_database_url)
     sessions = session_factory(engine)
     providers = providers_from_settings(settings)
-    worker = None if settings.redis_url else InProcessWorker()
+    worker: InProcessWorker | None = None
     dispatcher: Dispatcher
-    if worker is not None:
-        dispatcher = worker
+    if settings.redis_url:
+        dispatcher = CeleryDispatcher(settings.redis_url)
     else:
-        from prompt_ledger.workers.dispatch import CeleryDispatcher
-
-        dispatcher = CeleryDispatcher()
+        dispatcher = worker = InProcessWorker()
     runtime = Runtime(sessions, providers, settings, dispatcher)
     if worker is not None:
         worker.runtime = runtime
@@ -73,6 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.include_router(ops.router)
     secured = [Depends(require_api_key)]
+    # tracking first: its literal /register-code must win over prompts' /{name} patterns
+    app.include_router(tracking.router, dependencies=secured)
     app.include_router(prompts.router, dependencies=secured)
+    app.include_router(analytics.router, dependencies=secured)
     app.include_router(executions.router, dependencies=secured)
     return app

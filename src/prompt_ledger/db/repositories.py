@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +18,9 @@ from prompt_ledger.db.tables import (
     EventType,
     Execution,
     ExecutionMode,
+    ExecutionRollup,
     ExecutionStatus,
+    LatencyRollup,
     Model,
     Prompt,
     PromptEvent,
@@ -281,27 +283,30 @@ async def claim_queued(
 
 async def update_running_execution(
     session: AsyncSession, execution_id: uuid.UUID, *, attempt: int, values: dict[str, Any]
-) -> bool:
+) -> Execution | None:
     """Write an attempt's outcome, only if that attempt still owns the row.
 
     The ``attempts`` guard stops a worker that was presumed dead (and whose row was
     recovered and re-run) from overwriting the newer attempt's result.
     """
-    result = await session.execute(
+    result = await session.scalars(
         sa.update(Execution)
         .where(
             Execution.id == execution_id,
             Execution.status == ExecutionStatus.RUNNING,
             Execution.attempts == attempt,
         )
-        .values(**values),
-        execution_options={"synchronize_session": False},
+        .values(**values)
+        .returning(Execution),
+        execution_options={"synchronize_session": False, "populate_existing": True},
     )
-    return _rowcount(result) == 1
+    return result.one_or_none()
 
 
-async def cancel_queued(session: AsyncSession, execution_id: uuid.UUID, *, now: datetime) -> bool:
-    result = await session.execute(
+async def cancel_queued(
+    session: AsyncSession, execution_id: uuid.UUID, *, now: datetime
+) -> Execution | None:
+    result = await session.scalars(
         sa.update(Execution)
         .where(Execution.id == execution_id, Execution.status == ExecutionStatus.QUEUED)
         .values(
@@ -309,10 +314,11 @@ async def cancel_queued(session: AsyncSession, execution_id: uuid.UUID, *, now: 
             error_type="canceled",
             error_message="canceled before it ran",
             completed_at=now,
-        ),
-        execution_options={"synchronize_session": False},
+        )
+        .returning(Execution),
+        execution_options={"synchronize_session": False, "populate_existing": True},
     )
-    return _rowcount(result) == 1
+    return result.one_or_none()
 
 
 async def find_stale_running(
@@ -352,6 +358,184 @@ async def mark_undispatched_queued(
     return ids
 
 
-def _rowcount(result: Any) -> int:
-    count: int = result.rowcount
-    return count
+# --- rollups and analytics ----------------------------------------------------------------
+
+TERMINAL = (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELED)
+_ROLLUP_COUNTERS = (
+    "executions",
+    "succeeded",
+    "failed",
+    "latency_count",
+    "latency_sum",
+    "prompt_tokens",
+    "response_tokens",
+)
+
+
+async def add_to_rollups(
+    session: AsyncSession,
+    *,
+    prompt_id: int,
+    hour: datetime,
+    counters: dict[str, int],
+    latency_bucket: int | None,
+) -> None:
+    """Add one finished execution to its prompt's hourly totals (upserts, both backends)."""
+    totals = _insert(session, ExecutionRollup).values(prompt_id=prompt_id, hour=hour, **counters)
+    table = ExecutionRollup.__table__
+    await session.execute(
+        totals.on_conflict_do_update(
+            index_elements=["prompt_id", "hour"],
+            set_={name: table.c[name] + totals.excluded[name] for name in _ROLLUP_COUNTERS},
+        )
+    )
+    if latency_bucket is not None:
+        bucket = _insert(session, LatencyRollup).values(
+            prompt_id=prompt_id, hour=hour, bucket=latency_bucket, count=1
+        )
+        await session.execute(
+            bucket.on_conflict_do_update(
+                index_elements=["prompt_id", "hour", "bucket"],
+                set_={"count": LatencyRollup.__table__.c.count + 1},
+            )
+        )
+
+
+def _hour_window(column: Any, start: datetime | None, end: datetime | None) -> list[Any]:
+    conditions = []
+    if start is not None:
+        conditions.append(column >= start)
+    if end is not None:
+        conditions.append(column < end)
+    return conditions
+
+
+async def sum_rollups(
+    session: AsyncSession, *, start: datetime | None, end: datetime | None
+) -> Sequence[tuple[int, tuple[int, ...]]]:
+    """Per prompt: the rollup counters summed over whole hours in [start, end)."""
+    r = ExecutionRollup
+    query = (
+        sa.select(r.prompt_id, *(sa.func.sum(getattr(r, name)) for name in _ROLLUP_COUNTERS))
+        .where(*_hour_window(r.hour, start, end))
+        .group_by(r.prompt_id)
+    )
+    rows = await session.execute(query)
+    return [(row[0], tuple(int(v or 0) for v in row[1:])) for row in rows]
+
+
+async def sum_latency_rollups(
+    session: AsyncSession, *, start: datetime | None, end: datetime | None
+) -> Sequence[tuple[int, int, int]]:
+    """(prompt_id, bucket, count) over whole hours in [start, end)."""
+    r = LatencyRollup
+    query = (
+        sa.select(r.prompt_id, r.bucket, sa.func.sum(r.count))
+        .where(*_hour_window(r.hour, start, end))
+        .group_by(r.prompt_id, r.bucket)
+    )
+    return [(p, b, int(c)) for p, b, c in await session.execute(query)]
+
+
+async def sum_finished_between(
+    session: AsyncSession, *, start: datetime, end: datetime
+) -> Sequence[tuple[int, tuple[int, ...]]]:
+    """The rollup counters computed from the ledger itself, for a partial hour."""
+    e = Execution
+    latency_known = e.latency_ms.is_not(None)
+    query = (
+        sa.select(
+            e.prompt_id,
+            sa.func.count(),
+            sa.func.count().filter(e.status == ExecutionStatus.SUCCEEDED),
+            sa.func.count().filter(e.status == ExecutionStatus.FAILED),
+            sa.func.count().filter(latency_known),
+            sa.func.coalesce(sa.func.sum(e.latency_ms), 0),
+            sa.func.coalesce(sa.func.sum(e.prompt_tokens), 0),
+            sa.func.coalesce(sa.func.sum(e.response_tokens), 0),
+        )
+        .where(e.status.in_(TERMINAL), e.created_at >= start, e.created_at < end)
+        .group_by(e.prompt_id)
+    )
+    rows = await session.execute(query)
+    return [(row[0], tuple(int(v or 0) for v in row[1:])) for row in rows]
+
+
+async def latencies_between(
+    session: AsyncSession, *, start: datetime, end: datetime
+) -> Sequence[tuple[int, int, int]]:
+    """(prompt_id, latency_ms, count) of finished executions in a partial hour."""
+    e = Execution
+    query = (
+        sa.select(e.prompt_id, e.latency_ms, sa.func.count())
+        .where(
+            e.status.in_(TERMINAL),
+            e.latency_ms.is_not(None),
+            e.created_at >= start,
+            e.created_at < end,
+        )
+        .group_by(e.prompt_id, e.latency_ms)
+    )
+    return [(p, ms or 0, int(c)) for p, ms, c in await session.execute(query)]
+
+
+async def count_unfinished(
+    session: AsyncSession, *, start: datetime | None, end: datetime | None
+) -> dict[int, int]:
+    """Per prompt: queued and running executions (not yet in the rollups)."""
+    e = Execution
+    query = (
+        sa.select(e.prompt_id, sa.func.count())
+        .where(
+            e.status.in_((ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)),
+            *_hour_window(e.created_at, start, end),
+        )
+        .group_by(e.prompt_id)
+    )
+    return {p: int(c) for p, c in await session.execute(query)}
+
+
+async def get_prompts_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, Prompt]:
+    if not ids:
+        return {}
+    prompts = await session.scalars(sa.select(Prompt).where(Prompt.id.in_(ids)))
+    return {p.id: p for p in prompts}
+
+
+async def count_prompts_by_mode(session: AsyncSession) -> dict[PromptMode, int]:
+    rows = await session.execute(sa.select(Prompt.mode, sa.func.count()).group_by(Prompt.mode))
+    return {mode: int(count) for mode, count in rows}
+
+
+async def version_execution_stats(
+    session: AsyncSession, prompt_id: int
+) -> Sequence[tuple[PromptVersion, int, datetime | None]]:
+    """Each version of a prompt, newest first, with its execution count and latest time."""
+    stats = (
+        sa.select(
+            Execution.prompt_version_id.label("version_id"),
+            sa.func.count().label("n"),
+            sa.func.max(Execution.created_at).label("last"),
+        )
+        .where(Execution.prompt_id == prompt_id)
+        .group_by(Execution.prompt_version_id)
+        .subquery()
+    )
+    query = (
+        sa.select(PromptVersion, stats.c.n, stats.c.last)
+        .outerjoin(stats, stats.c.version_id == PromptVersion.id)
+        .where(PromptVersion.prompt_id == prompt_id)
+        .order_by(PromptVersion.version_number.desc())
+    )
+    rows = await session.execute(query)
+    return [(v, int(n or 0), _utc(last)) for v, n, last in rows]
+
+
+def _utc(moment: Any) -> datetime | None:
+    """Aggregates bypass the column type: SQLite hands back text, PostgreSQL aware datetimes."""
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    value: datetime = moment
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

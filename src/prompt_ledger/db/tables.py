@@ -158,6 +158,7 @@ class Execution(Base):
         sa.Index(None, "status", "created_at"),
         sa.Index(None, "model_id"),
         sa.Index(None, "created_at"),
+        sa.Index(None, "prompt_version_id", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
@@ -203,3 +204,38 @@ class PromptEvent(Base):
     previous_version_number: Mapped[int | None]
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ExecutionRollup(Base):
+    """Per prompt and UTC hour (of ``created_at``): totals of finished executions.
+
+    Maintained in the transaction that finishes an execution, so analytics read a few rows
+    per prompt and hour instead of scanning the ledger.
+    """
+
+    __tablename__ = "execution_rollups"
+
+    prompt_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True
+    )
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    executions: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    succeeded: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    failed: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    latency_count: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    latency_sum: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    response_tokens: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class LatencyRollup(Base):
+    """Per prompt, UTC hour and latency bucket: how many finished executions fell in it."""
+
+    __tablename__ = "latency_rollups"
+
+    prompt_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True
+    )
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    bucket: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(sa.BigInteger, default=0)

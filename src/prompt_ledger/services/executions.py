@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -44,7 +44,7 @@ from prompt_ledger.errors import (
 from prompt_ledger.logging import get_logger
 from prompt_ledger.providers.base import Provider, ProviderError, ProviderResult
 from prompt_ledger.schemas.executions import ExecutionInput
-from prompt_ledger.services import idempotency, prompts, rendering
+from prompt_ledger.services import analytics, idempotency, prompts, rendering
 from prompt_ledger.services.idempotency import IdempotencyKey
 
 log = get_logger("prompt_ledger.executions")
@@ -107,10 +107,8 @@ async def run_sync(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
     execution = record.execution
     values, _ = await _attempt(rt, record.model, execution.rendered_prompt, execution.params)
     async with unit_of_work(rt.sessions) as session:
-        written = await repo.update_running_execution(
-            session, execution.id, attempt=execution.attempts, values=values
-        )
-        if not written:  # recovered by the sweeper meanwhile: report what the ledger says
+        written = await _write_attempt(session, execution, values)
+        if written is None:  # recovered by the sweeper meanwhile: report what the ledger says
             fresh = await repo.get_execution(session, execution.id)
             assert fresh is not None
             record.execution = fresh
@@ -248,10 +246,8 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
             "dispatched_at": retry_at,
         }
     async with unit_of_work(rt.sessions) as session:
-        written = await repo.update_running_execution(
-            session, execution.id, attempt=execution.attempts, values=values
-        )
-    if not written:
+        written = await _write_attempt(session, execution, values)
+    if written is None:
         log.warning("stale_attempt_discarded", execution_id=str(execution.id))
         return None
     for name, value in values.items():
@@ -269,6 +265,19 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
         _log_finished(record)
     status: ExecutionStatus = values["status"]
     return status
+
+
+async def _write_attempt(
+    session: AsyncSession, execution: Execution, values: dict[str, Any]
+) -> Execution | None:
+    """Write an attempt's outcome if the attempt still owns the row; a final status also
+    counts the execution in the analytics rollups, in the same transaction."""
+    written = await repo.update_running_execution(
+        session, execution.id, attempt=execution.attempts, values=values
+    )
+    if written is not None and written.status in repo.TERMINAL:
+        await analytics.record_finished(session, written)
+    return written
 
 
 async def _attempt(
@@ -364,9 +373,7 @@ async def sweep(rt: Runtime, *, now: datetime | None = None, batch: int = 500) -
                 }
             else:
                 values |= {"status": ExecutionStatus.FAILED, "completed_at": now}
-            if await repo.update_running_execution(
-                session, execution.id, attempt=execution.attempts, values=values
-            ):
+            if await _write_attempt(session, execution, values):
                 log.warning("execution_recovered", execution_id=str(execution.id), retry=retry)
                 if retry:
                     republish.append(execution.id)
@@ -410,8 +417,10 @@ async def get(session: AsyncSession, execution_id: uuid.UUID) -> ExecutionRecord
 async def cancel(session: AsyncSession, execution_id: uuid.UUID) -> ExecutionRecord:
     """A queued execution becomes ``canceled`` and never runs; anything else is 409."""
     canceled = await repo.cancel_queued(session, execution_id, now=utcnow())
+    if canceled is not None:
+        await analytics.record_finished(session, canceled)
     record = await get(session, execution_id)
-    if not canceled:
+    if canceled is None:
         raise NotCancelable(
             f"execution is {record.execution.status}; only queued executions can be canceled",
             details={"status": record.execution.status.value},
@@ -432,7 +441,7 @@ async def list_page(
     limit: int = 50,
 ) -> tuple[Sequence[ExecutionRecord], tuple[datetime, uuid.UUID] | None]:
     """One page, newest first, and the keyset to continue from (None on the last page)."""
-    since, until = _as_utc(since), _as_utc(until)
+    since, until = analytics.as_utc(since), analytics.as_utc(until)
     rows = await repo.list_executions(
         session,
         prompt_name=prompt_name,
@@ -452,13 +461,6 @@ async def list_page(
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def _as_utc(moment: datetime | None) -> datetime | None:
-    """Query bounds without a zone are read as UTC, the ledger's zone."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def _column_values(execution: Execution) -> dict[str, Any]:

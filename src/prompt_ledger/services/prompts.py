@@ -43,7 +43,8 @@ def checksum_of(template_source: str) -> str:
 class SaveResult:
     prompt: Prompt
     version: PromptVersion
-    created: bool
+    created: bool  # a new version was written
+    prompt_created: bool
     # The version that was active before this save (None for a new prompt or none active).
     previous_active: int | None
 
@@ -111,7 +112,7 @@ async def save_version(
         repo.add_event(session, prompt.id, EventType.VERSION_CREATED, version_number=number)
     if activate:
         await _move_pointer(session, prompt, version)
-    return SaveResult(prompt, version, created, previous_active)
+    return SaveResult(prompt, version, created, prompt_created, previous_active)
 
 
 async def activate(session: AsyncSession, name: str, number: int) -> tuple[Prompt, PromptVersion]:

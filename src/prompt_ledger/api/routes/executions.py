@@ -17,6 +17,7 @@ from prompt_ledger.db.tables import ExecutionMode, ExecutionStatus, PromptMode
 from prompt_ledger.errors import BadRequest
 from prompt_ledger.schemas.common import PromptName
 from prompt_ledger.schemas.executions import (
+    ExecutionInput,
     ExecutionOut,
     ExecutionPage,
     RunRequest,
@@ -37,7 +38,7 @@ REPLAYED = {"Idempotent-Replayed": "true"}
 
 def execution_request(
     request: Request,
-    body: RunRequest,
+    body: ExecutionInput,
     key: str | None,
     *,
     prompt_name: str,

@@ -158,10 +158,49 @@ def upgrade() -> None:
         op.f("ix_executions_prompt_id_created_at"), "executions", ["prompt_id", "created_at"]
     )
     op.create_index(op.f("ix_executions_status_created_at"), "executions", ["status", "created_at"])
+    op.create_index(
+        op.f("ix_executions_prompt_version_id_created_at"),
+        "executions",
+        ["prompt_version_id", "created_at"],
+    )
+    counters = (
+        "executions",
+        "succeeded",
+        "failed",
+        "latency_count",
+        "latency_sum",
+        "prompt_tokens",
+        "response_tokens",
+    )
+    op.create_table(
+        "execution_rollups",
+        sa.Column(
+            "prompt_id",
+            sa.Integer(),
+            sa.ForeignKey("prompts.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
+        *(sa.Column(name, sa.BigInteger(), nullable=False) for name in counters),
+    )
+    op.create_table(
+        "latency_rollups",
+        sa.Column(
+            "prompt_id",
+            sa.Integer(),
+            sa.ForeignKey("prompts.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
+        sa.Column("bucket", sa.SmallInteger(), primary_key=True),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+    )
 
 
 def downgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
+    op.drop_table("latency_rollups")
+    op.drop_table("execution_rollups")
     op.drop_table("executions")
     op.drop_table("prompt_events")
     if not sqlite:

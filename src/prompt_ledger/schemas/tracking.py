@@ -1,0 +1,104 @@
+"""Tracking-mode, conversion and analytics bodies (SPEC §6)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from prompt_ledger.db.tables import PromptMode, VersionStatus
+from prompt_ledger.schemas.common import JsonObject, PromptName, StrictModel, Text
+from prompt_ledger.services.analytics import Stats
+from prompt_ledger.services.rendering import MAX_TEMPLATE_BYTES
+from prompt_ledger.services.tracking import Change
+
+
+class CodePromptIn(StrictModel):
+    name: PromptName
+    template_source: Annotated[Text, Field(min_length=1, max_length=MAX_TEMPLATE_BYTES)]
+    template_hash: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
+    description: Annotated[Text, Field(max_length=10_000)] | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+
+
+class RegisterCodeRequest(StrictModel):
+    prompts: Annotated[list[CodePromptIn], Field(min_length=1, max_length=500)]
+
+    @field_validator("prompts")
+    @classmethod
+    def _unique_names(cls, items: list[CodePromptIn]) -> list[CodePromptIn]:
+        seen: set[str] = set()
+        for item in items:
+            if item.name in seen:
+                raise ValueError(f"name '{item.name}' appears more than once in the batch")
+            seen.add(item.name)
+        return items
+
+
+class RegistrationOut(BaseModel):
+    name: str
+    version_number: int
+    checksum: str
+    change: Change
+    previous_version_number: int | None
+
+
+class RegisterCodeResponse(BaseModel):
+    results: list[RegistrationOut]
+
+
+class ConvertRequest(StrictModel):
+    to: PromptMode
+
+
+class HistoryVersion(BaseModel):
+    version_number: int
+    checksum: str
+    template_hash: str
+    status: VersionStatus
+    created_at: datetime
+    execution_count: int
+    last_executed_at: datetime | None
+
+
+class HistoryOut(BaseModel):
+    name: str
+    mode: PromptMode
+    versions: list[HistoryVersion]
+
+
+class StatsOut(BaseModel):
+    executions: int
+    succeeded: int
+    failed: int
+    avg_latency_ms: float | None
+    p95_latency_ms: int | None
+    prompt_tokens: int
+    response_tokens: int
+
+
+class PromptStatsOut(StatsOut):
+    name: str
+    mode: PromptMode
+
+
+class AnalyticsOut(BaseModel):
+    mode: str
+    total_executions: int
+    prompts_by_mode: dict[str, int]
+    by_mode: dict[str, StatsOut]
+    prompts: list[PromptStatsOut]
+
+
+def stats_fields(stats: Stats) -> dict[str, Any]:
+    """The public numbers of an analytics block."""
+    return {
+        "executions": stats.executions,
+        "succeeded": stats.succeeded,
+        "failed": stats.failed,
+        "avg_latency_ms": stats.avg_latency_ms,
+        "p95_latency_ms": stats.p95_latency_ms,
+        "prompt_tokens": stats.prompt_tokens,
+        "response_tokens": stats.response_tokens,
+    }

@@ -1,0 +1,231 @@
+"""Analytics over the ledger, answered from hourly rollups (SPEC §6, analytics route).
+
+Every execution that reaches a final status adds itself to ``execution_rollups`` and
+``latency_rollups`` (per prompt and UTC hour of ``created_at``) in the same transaction, so a
+query reads whole hours from the rollups, scans the ledger only for the partial hours at the
+edges of its window, and counts the few queued/running rows from the status index. Cost
+grows with prompts x hours, not with executions.
+
+p95 is nearest-rank over a latency histogram: exact to the millisecond below 100 ms, and
+1%-wide buckets above, reported as the bucket's lowest value (never more than 1% under the
+exact figure).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from prompt_ledger.db import repositories as repo
+from prompt_ledger.db.tables import Execution, ExecutionStatus, PromptMode
+
+EXACT_BELOW_MS = 100
+_GROWTH = 1.01
+_LOG_GROWTH = math.log(_GROWTH)
+HOUR = timedelta(hours=1)
+
+
+def latency_bucket(latency_ms: int) -> int:
+    if latency_ms < EXACT_BELOW_MS:
+        return max(latency_ms, 0)
+    return EXACT_BELOW_MS + int(math.log(latency_ms / EXACT_BELOW_MS) / _LOG_GROWTH + 1e-9)
+
+
+def bucket_floor(bucket: int) -> int:
+    """The smallest latency (ms) that falls in ``bucket``."""
+    if bucket < EXACT_BELOW_MS:
+        return bucket
+    guess = int(EXACT_BELOW_MS * _GROWTH ** (bucket - EXACT_BELOW_MS))
+    while latency_bucket(guess) >= bucket and guess > EXACT_BELOW_MS:
+        guess -= 1
+    while latency_bucket(guess) < bucket:
+        guess += 1
+    return guess
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Window bounds without a zone are read as UTC, the ledger's zone."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(moment: datetime) -> datetime:
+    floor = floor_hour(moment)
+    return floor if floor == moment else floor + HOUR
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+async def record_finished(session: AsyncSession, execution: Execution) -> None:
+    """Count a execution that just reached a final status. Call once, in that transaction."""
+    latency = execution.latency_ms
+    await repo.add_to_rollups(
+        session,
+        prompt_id=execution.prompt_id,
+        hour=floor_hour(execution.created_at),
+        counters={
+            "executions": 1,
+            "succeeded": int(execution.status == ExecutionStatus.SUCCEEDED),
+            "failed": int(execution.status == ExecutionStatus.FAILED),
+            "latency_count": int(latency is not None),
+            "latency_sum": latency or 0,
+            "prompt_tokens": execution.prompt_tokens or 0,
+            "response_tokens": execution.response_tokens or 0,
+        },
+        latency_bucket=latency_bucket(latency) if latency is not None else None,
+    )
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Stats:
+    executions: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    latency_count: int = 0
+    latency_sum: int = 0
+    prompt_tokens: int = 0
+    response_tokens: int = 0
+    histogram: Counter[int] = field(default_factory=Counter)
+
+    def add_counters(self, counters: Iterable[int]) -> None:
+        n, ok, bad, lat_n, lat_sum, p_tok, r_tok = counters
+        self.executions += n
+        self.succeeded += ok
+        self.failed += bad
+        self.latency_count += lat_n
+        self.latency_sum += lat_sum
+        self.prompt_tokens += p_tok
+        self.response_tokens += r_tok
+
+    def merge(self, other: Stats) -> None:
+        self.add_counters(
+            (
+                other.executions,
+                other.succeeded,
+                other.failed,
+                other.latency_count,
+                other.latency_sum,
+                other.prompt_tokens,
+                other.response_tokens,
+            )
+        )
+        self.histogram.update(other.histogram)
+
+    @property
+    def avg_latency_ms(self) -> float | None:
+        return self.latency_sum / self.latency_count if self.latency_count else None
+
+    @property
+    def p95_latency_ms(self) -> int | None:
+        """Nearest rank: the smallest value with at least 95% of values at or below it."""
+        total = sum(self.histogram.values())
+        if not total:
+            return None
+        rank = math.ceil(0.95 * total)
+        seen = 0
+        for bucket in sorted(self.histogram):
+            seen += self.histogram[bucket]
+            if seen >= rank:
+                return bucket_floor(bucket)
+        raise AssertionError("unreachable: ranks are within the total")
+
+
+@dataclass(frozen=True, slots=True)
+class PromptStats:
+    name: str
+    mode: PromptMode
+    stats: Stats
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    mode: str
+    total_executions: int
+    prompts_by_mode: Mapping[PromptMode, int]
+    by_mode: Mapping[PromptMode, Stats]
+    prompts: list[PromptStats]
+
+
+Bounds = tuple[datetime | None, datetime | None]
+
+
+def _split_window(
+    since: datetime | None, until: datetime | None
+) -> tuple[Bounds | None, list[tuple[datetime, datetime]]]:
+    """Whole hours (read from rollups; None bounds are open) and partial hours (scanned)."""
+    start = ceil_hour(since) if since else None
+    end = floor_hour(until) if until else None
+    if since and until and start and end and start >= end:
+        return None, [(since, until)] if since < until else []
+    edges = []
+    if since and start and since < start:
+        edges.append((since, start))
+    if until and end and end < until:
+        edges.append((end, until))
+    return (start, end), edges
+
+
+async def prompt_report(
+    session: AsyncSession,
+    *,
+    mode: PromptMode | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Report:
+    """Executions per prompt and per mode, created in [since, until) (all time if open)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # One snapshot for every query below: an execution finishing meanwhile is counted
+        # once, either as unfinished or in the rollups. (SQLite transactions already are.)
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    per_prompt: defaultdict[int, Stats] = defaultdict(Stats)
+    whole_hours, edges = _split_window(since, until)
+    if whole_hours is not None:
+        start, end = whole_hours
+        for prompt_id, counters in await repo.sum_rollups(session, start=start, end=end):
+            per_prompt[prompt_id].add_counters(counters)
+        for prompt_id, bucket, count in await repo.sum_latency_rollups(
+            session, start=start, end=end
+        ):
+            per_prompt[prompt_id].histogram[bucket] += count
+    for start, end in edges:
+        for prompt_id, counters in await repo.sum_finished_between(session, start=start, end=end):
+            per_prompt[prompt_id].add_counters(counters)
+        for prompt_id, latency, count in await repo.latencies_between(
+            session, start=start, end=end
+        ):
+            per_prompt[prompt_id].histogram[latency_bucket(latency)] += count
+    for prompt_id, count in (await repo.count_unfinished(session, start=since, end=until)).items():
+        per_prompt[prompt_id].executions += count
+
+    prompts = await repo.get_prompts_by_id(session, list(per_prompt))
+    by_mode = {PromptMode.FULL: Stats(), PromptMode.TRACKING: Stats()}
+    rows: list[PromptStats] = []
+    for prompt_id, stats in per_prompt.items():
+        prompt = prompts[prompt_id]
+        if stats.executions == 0 or (mode is not None and prompt.mode != mode):
+            continue
+        rows.append(PromptStats(prompt.name, prompt.mode, stats))
+        by_mode[prompt.mode].merge(stats)
+    rows.sort(key=lambda row: (-row.stats.executions, row.name))
+    counts = await repo.count_prompts_by_mode(session)
+    return Report(
+        mode=mode.value if mode else "all",
+        total_executions=sum(row.stats.executions for row in rows),
+        prompts_by_mode={m: counts.get(m, 0) for m in PromptMode},
+        by_mode=by_mode,
+        prompts=rows,
+    )

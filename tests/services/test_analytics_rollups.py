@@ -1,0 +1,196 @@
+"""Analytics from rollups equal a brute-force computation over the same ledger rows."""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from prompt_ledger.config import Settings
+from prompt_ledger.db import repositories as repo
+from prompt_ledger.db.session import create_engine, session_factory, unit_of_work
+from prompt_ledger.db.tables import (
+    Execution,
+    ExecutionMode,
+    ExecutionStatus,
+    PromptMode,
+    ProviderName,
+)
+from prompt_ledger.services import analytics, prompts
+from prompt_ledger.services.analytics import bucket_floor, latency_bucket
+
+T0 = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+STATUSES = ["succeeded"] * 6 + ["failed"] * 2 + ["canceled", "queued", "running"]
+
+
+class TestBuckets:
+    @pytest.mark.parametrize("ms", [0, 1, 57, 99, 100, 101, 150, 999, 1000, 12_345, 600_000])
+    def test_floor_is_within_one_percent_below(self, ms: int) -> None:
+        floor = bucket_floor(latency_bucket(ms))
+        assert floor <= ms
+        assert (ms < 100 and floor == ms) or ms <= floor * 1.0101 + 1
+
+    def test_buckets_are_monotonic(self) -> None:
+        buckets = [latency_bucket(ms) for ms in range(0, 50_000)]
+        assert buckets == sorted(buckets)
+
+
+def nearest_rank_p95(values: list[int]) -> int | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[math.ceil(0.95 * len(ordered)) - 1]
+
+
+@pytest.fixture
+async def ledger(settings: Settings) -> AsyncIterator[tuple[AsyncSession, list[dict[str, object]]]]:
+    """Three prompts (two modes) and 400 executions over five hours, with known numbers."""
+    engine = create_engine(settings.resolved_database_url)
+    sessions = session_factory(engine)
+    rng = random.Random(7)
+    rows: list[dict[str, object]] = []
+    async with unit_of_work(sessions) as session:
+        model = await repo.get_active_model(session, ProviderName.OPENAI, "gpt-4o-mini")
+        assert model is not None
+        setup = [("A", PromptMode.FULL), ("B", PromptMode.FULL), ("C.t", PromptMode.TRACKING)]
+        saved = {n: await prompts.save_version(session, n, "x", mode=m) for n, m in setup}
+        for _ in range(400):
+            name = rng.choice(["A", "A", "B", "C.t"])
+            status = ExecutionStatus(rng.choice(STATUSES))
+            finished = status in repo.TERMINAL
+            latency = (
+                rng.choice([rng.randint(0, 99), rng.randint(100, 5000)])
+                if finished and status != ExecutionStatus.CANCELED
+                else None
+            )
+            created = T0 + timedelta(seconds=rng.uniform(0, 5 * 3600))
+            row = Execution(
+                id=uuid.uuid4(),
+                prompt_id=saved[name].prompt.id,
+                prompt_version_id=saved[name].version.id,
+                model_id=model.id,
+                execution_mode=ExecutionMode.ASYNC,
+                status=status,
+                rendered_prompt="x",
+                latency_ms=latency,
+                prompt_tokens=rng.randint(1, 50) if latency is not None else None,
+                response_tokens=rng.randint(1, 50) if latency is not None else None,
+                attempts=1,
+                created_at=created,
+                variables={},
+                params={},
+                params_dropped=[],
+                metadata_={},
+            )
+            session.add(row)
+            await session.flush()
+            if finished:
+                await analytics.record_finished(session, row)
+            rows.append(
+                {
+                    "name": name,
+                    "mode": saved[name].prompt.mode,
+                    "status": status.value,
+                    "latency": latency,
+                    "pt": row.prompt_tokens or 0,
+                    "rt": row.response_tokens or 0,
+                    "created": created,
+                }
+            )
+    async with sessions() as session:
+        yield session, rows
+    await engine.dispose()
+
+
+def expected(
+    rows: list[dict[str, object]],
+    since: datetime | None,
+    until: datetime | None,
+    mode: PromptMode | None,
+) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for name in sorted({str(r["name"]) for r in rows}):
+        mine = [
+            r
+            for r in rows
+            if r["name"] == name
+            and (since is None or r["created"] >= since)  # type: ignore[operator]
+            and (until is None or r["created"] < until)  # type: ignore[operator]
+            and (mode is None or r["mode"] == mode)
+        ]
+        if not mine:
+            continue
+        lat = [int(r["latency"]) for r in mine if r["latency"] is not None]  # type: ignore[call-overload]
+        p95 = nearest_rank_p95(lat)
+        out[name] = {
+            "executions": len(mine),
+            "succeeded": sum(r["status"] == "succeeded" for r in mine),
+            "failed": sum(r["status"] == "failed" for r in mine),
+            "avg": sum(lat) / len(lat) if lat else None,
+            "p95": bucket_floor(latency_bucket(p95)) if p95 is not None else None,
+            "pt": sum(int(r["pt"]) for r in mine),  # type: ignore[call-overload]
+            "rt": sum(int(r["rt"]) for r in mine),  # type: ignore[call-overload]
+        }
+    return out
+
+
+WINDOWS = [
+    (None, None),
+    (T0 + timedelta(hours=1), T0 + timedelta(hours=3)),  # whole hours only
+    (T0 + timedelta(minutes=17), T0 + timedelta(hours=3, minutes=41)),  # partial edges
+    (T0 + timedelta(hours=2, minutes=5), T0 + timedelta(hours=2, minutes=50)),  # inside one hour
+    (T0 + timedelta(hours=1, minutes=30), None),
+    (None, T0 + timedelta(hours=2, minutes=30)),
+    (T0 + timedelta(hours=9), T0 + timedelta(hours=10)),  # empty
+]
+
+
+async def test_report_matches_brute_force_for_every_window_and_mode(
+    ledger: tuple[AsyncSession, list[dict[str, object]]],
+) -> None:
+    session, rows = ledger
+    for since, until in WINDOWS:
+        for mode in (None, PromptMode.FULL, PromptMode.TRACKING):
+            await check_report(session, rows, since, until, mode)
+
+
+async def check_report(
+    session: AsyncSession,
+    rows: list[dict[str, object]],
+    since: datetime | None,
+    until: datetime | None,
+    mode: PromptMode | None,
+) -> None:
+    await session.rollback()  # a fresh snapshot per report, as per request
+    report = await analytics.prompt_report(session, mode=mode, since=since, until=until)
+    want = expected(rows, since, until, mode)
+    got = {
+        p.name: {
+            "executions": p.stats.executions,
+            "succeeded": p.stats.succeeded,
+            "failed": p.stats.failed,
+            "avg": p.stats.avg_latency_ms,
+            "p95": p.stats.p95_latency_ms,
+            "pt": p.stats.prompt_tokens,
+            "rt": p.stats.response_tokens,
+        }
+        for p in report.prompts
+    }
+    assert got.keys() == want.keys()
+    for name in want:
+        for key, value in want[name].items():
+            if key == "avg" and value is not None:
+                assert got[name][key] == pytest.approx(value)
+            else:
+                assert got[name][key] == value, (name, key)
+    assert report.total_executions == sum(int(w["executions"]) for w in want.values())  # type: ignore[call-overload]
+    order = [p.name for p in report.prompts]
+    assert order == sorted(order, key=lambda n: (-int(want[n]["executions"]), n))  # type: ignore[call-overload]
+    assert report.prompts_by_mode == {PromptMode.FULL: 2, PromptMode.TRACKING: 1}
+    tracking_total = sum(int(w["executions"]) for n, w in want.items() if n == "C.t")  # type: ignore[call-overload]
+    assert report.by_mode[PromptMode.TRACKING].executions == tracking_total
