@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,8 +24,13 @@ from prompt_ledger.workers.inprocess import InProcessWorker, sweeper
 SHUTDOWN_DRAIN_S = 10.0
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app. ``promptledger serve`` calls this once per worker process."""
+def serve_app() -> FastAPI:
+    """The app as ``promptledger serve`` runs it, once per worker process."""
+    return create_app(freeze_gc=True)
+
+
+def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> FastAPI:
+    """Build the app (tests build many, with their own settings)."""
     settings = settings or get_settings()
     configure_logging(debug=settings.debug)
     keys = settings.accepted_api_keys()
@@ -54,6 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if freeze_gc:
+            # Everything imported and built so far lives as long as the process: freezing
+            # it keeps full GC passes from walking it (~110 ms pauses measured otherwise).
+            gc.collect()
+            gc.freeze()
         async with sweeper(runtime):
             yield
         if worker is not None:

@@ -21,6 +21,7 @@ from prompt_ledger.db.tables import (
     ExecutionRollup,
     ExecutionStatus,
     LatencyRollup,
+    LatencyTotal,
     Model,
     Prompt,
     PromptEvent,
@@ -390,13 +391,22 @@ async def add_to_rollups(
         )
     )
     if latency_bucket is not None:
-        bucket = _insert(session, LatencyRollup).values(
+        hourly = _insert(session, LatencyRollup).values(
             prompt_id=prompt_id, hour=hour, bucket=latency_bucket, count=1
         )
         await session.execute(
-            bucket.on_conflict_do_update(
+            hourly.on_conflict_do_update(
                 index_elements=["prompt_id", "hour", "bucket"],
                 set_={"count": LatencyRollup.__table__.c.count + 1},
+            )
+        )
+        total = _insert(session, LatencyTotal).values(
+            prompt_id=prompt_id, bucket=latency_bucket, count=1
+        )
+        await session.execute(
+            total.on_conflict_do_update(
+                index_elements=["prompt_id", "bucket"],
+                set_={"count": LatencyTotal.__table__.c.count + 1},
             )
         )
 
@@ -427,7 +437,10 @@ async def sum_rollups(
 async def sum_latency_rollups(
     session: AsyncSession, *, start: datetime | None, end: datetime | None
 ) -> Sequence[tuple[int, int, int]]:
-    """(prompt_id, bucket, count) over whole hours in [start, end)."""
+    """(prompt_id, bucket, count) over whole hours in [start, end); all time when open."""
+    if start is None and end is None:
+        totals = sa.select(LatencyTotal.prompt_id, LatencyTotal.bucket, LatencyTotal.count)
+        return [(p, b, int(c)) for p, b, c in await session.execute(totals)]
     r = LatencyRollup
     query = (
         sa.select(r.prompt_id, r.bucket, sa.func.sum(r.count))

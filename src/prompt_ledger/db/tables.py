@@ -215,10 +215,11 @@ class ExecutionRollup(Base):
 
     __tablename__ = "execution_rollups"
 
+    # hour leads the key: windows scan a range of hours across all prompts.
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     prompt_id: Mapped[int] = mapped_column(
         sa.ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True
     )
-    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     executions: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     succeeded: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     failed: Mapped[int] = mapped_column(sa.BigInteger, default=0)
@@ -233,9 +234,22 @@ class LatencyRollup(Base):
 
     __tablename__ = "latency_rollups"
 
+    # hour leads the key: windows scan a range of hours across all prompts.
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     prompt_id: Mapped[int] = mapped_column(
         sa.ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True
     )
-    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    bucket: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class LatencyTotal(Base):
+    """Per prompt and latency bucket, over all time: the all-time p95 reads O(prompts) rows."""
+
+    __tablename__ = "latency_totals"
+
+    prompt_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True
+    )
     bucket: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
     count: Mapped[int] = mapped_column(sa.BigInteger, default=0)

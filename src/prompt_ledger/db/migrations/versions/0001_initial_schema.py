@@ -174,24 +174,35 @@ def upgrade() -> None:
     )
     op.create_table(
         "execution_rollups",
+        sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
         sa.Column(
             "prompt_id",
             sa.Integer(),
             sa.ForeignKey("prompts.id", ondelete="CASCADE"),
             primary_key=True,
         ),
-        sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
         *(sa.Column(name, sa.BigInteger(), nullable=False) for name in counters),
     )
     op.create_table(
         "latency_rollups",
+        sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
         sa.Column(
             "prompt_id",
             sa.Integer(),
             sa.ForeignKey("prompts.id", ondelete="CASCADE"),
             primary_key=True,
         ),
-        sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
+        sa.Column("bucket", sa.SmallInteger(), primary_key=True),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+    )
+    op.create_table(
+        "latency_totals",
+        sa.Column(
+            "prompt_id",
+            sa.Integer(),
+            sa.ForeignKey("prompts.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("bucket", sa.SmallInteger(), primary_key=True),
         sa.Column("count", sa.BigInteger(), nullable=False),
     )
@@ -199,6 +210,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
+    op.drop_table("latency_totals")
     op.drop_table("latency_rollups")
     op.drop_table("execution_rollups")
     op.drop_table("executions")
