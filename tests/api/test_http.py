@@ -188,7 +188,6 @@ class TestReadyWithRedis:
 
     async def test_redis_up_is_ready(self, settings: Settings) -> None:
         import redis
-
         from tests.conftest import service_unavailable
 
         try:

@@ -35,44 +35,42 @@ class VersionOut(VersionSummary):
     template_source: str
 
 
-class PromptOut(BaseModel):
+class _PromptBase(BaseModel):
     name: str
     mode: PromptMode
     description: str | None
     created_at: datetime
     updated_at: datetime
+
+    @staticmethod
+    def _fields(prompt: Prompt) -> dict[str, Any]:
+        return {
+            "name": prompt.name,
+            "mode": prompt.mode,
+            "description": prompt.description,
+            "created_at": prompt.created_at,
+            "updated_at": prompt.updated_at,
+        }
+
+
+class PromptOut(_PromptBase):
     active_version: VersionOut | None
 
     @classmethod
     def of(cls, prompt: Prompt, active: PromptVersion | None) -> PromptOut:
-        return cls(
-            name=prompt.name,
-            mode=prompt.mode,
-            description=prompt.description,
-            created_at=prompt.created_at,
-            updated_at=prompt.updated_at,
-            active_version=VersionOut.model_validate(active) if active else None,
-        )
+        version = VersionOut.model_validate(active) if active else None
+        return cls(**cls._fields(prompt), active_version=version)
 
 
-class PromptListItem(BaseModel):
-    name: str
-    mode: PromptMode
-    description: str | None
-    created_at: datetime
-    updated_at: datetime
+class PromptListItem(_PromptBase):
+    """A prompt in a list: its active version without the template text."""
+
     active_version: VersionSummary | None
 
     @classmethod
     def of(cls, prompt: Prompt, active: PromptVersion | None) -> PromptListItem:
-        return cls(
-            name=prompt.name,
-            mode=prompt.mode,
-            description=prompt.description,
-            created_at=prompt.created_at,
-            updated_at=prompt.updated_at,
-            active_version=VersionSummary.model_validate(active) if active else None,
-        )
+        version = VersionSummary.model_validate(active) if active else None
+        return cls(**cls._fields(prompt), active_version=version)
 
 
 class PromptPage(BaseModel):

@@ -57,6 +57,19 @@ def execution_request(
     )
 
 
+def full_mode_request(
+    request: Request, body: RunRequest, key: str | None, execution_mode: ExecutionMode
+) -> ExecutionRequest:
+    return execution_request(
+        request,
+        body,
+        key,
+        prompt_name=body.prompt_name,
+        prompt_mode=PromptMode.FULL,
+        execution_mode=execution_mode,
+    )
+
+
 def sync_response(record: ExecutionRecord, response: Response) -> ExecutionOut:
     if record.replayed:
         response.headers.update(REPLAYED)
@@ -85,14 +98,7 @@ async def run(
     idempotency_key: IdempotencyHeader = None,
 ) -> ExecutionOut:
     """Run a full-mode prompt now and answer with the recorded execution."""
-    req = execution_request(
-        request,
-        body,
-        idempotency_key,
-        prompt_name=body.prompt_name,
-        prompt_mode=PromptMode.FULL,
-        execution_mode=ExecutionMode.SYNC,
-    )
+    req = full_mode_request(request, body, idempotency_key, ExecutionMode.SYNC)
     return sync_response(await service.run_sync(runtime, req), response)
 
 
@@ -109,14 +115,7 @@ async def submit(
     idempotency_key: IdempotencyHeader = None,
 ) -> JSONResponse:
     """Queue a full-mode prompt for the workers; poll the execution by its id."""
-    req = execution_request(
-        request,
-        body,
-        idempotency_key,
-        prompt_name=body.prompt_name,
-        prompt_mode=PromptMode.FULL,
-        execution_mode=ExecutionMode.ASYNC,
-    )
+    req = full_mode_request(request, body, idempotency_key, ExecutionMode.ASYNC)
     return async_response(await service.submit(runtime, req))
 
 
