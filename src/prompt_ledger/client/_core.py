@@ -1,0 +1,513 @@
+"""The one implementation behind both clients: requests, response parsing, and multi-step flows.
+
+Each API operation is written once, as a generator (a *flow*) that yields effects — a
+:class:`Call` to send or a :class:`Sleep` — and receives the :class:`httpx.Response` for each
+call; its return value is the typed result. It does no I/O itself ("sans-I/O"), so the sync
+client runs it with ``httpx.Client`` and ``time.sleep`` and the async client with
+``httpx.AsyncClient`` and ``asyncio.sleep``; the two drivers are the only code that differs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import ModuleType
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+import pydantic
+
+from prompt_ledger import __version__
+from prompt_ledger.client.errors import (
+    UnexpectedResponseError,
+    ValidationError,
+    WaitTimeoutError,
+    error_from_response,
+)
+from prompt_ledger.client.models import (
+    Analytics,
+    AnalyticsMode,
+    ApiModel,
+    Execution,
+    ExecutionMode,
+    ExecutionStatus,
+    Health,
+    History,
+    Page,
+    Prompt,
+    PromptEvent,
+    PromptMode,
+    PromptSummary,
+    RegisteredPrompt,
+    SavedPrompt,
+    Submission,
+    Version,
+)
+from prompt_ledger.client.registration import CodePrompt, collect_prompts
+
+T = TypeVar("T")
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+URL_ENV = "PROMPTLEDGER_URL"
+API_KEY_ENV = "PROMPTLEDGER_API_KEY"
+# A sync run waits for the provider (PROVIDER_TIMEOUT_S, 60 s by default): read longer than that.
+DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+BACKOFF_FACTOR = 2.0
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+ExecutionRef = uuid.UUID | str | Execution | Submission
+PromptSource = Iterable[CodePrompt] | Mapping[str, str]
+VersionChoice = int | Literal["active"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One HTTP request to make, relative to the client's base URL."""
+
+    method: str
+    path: str
+    params: dict[str, str | int] = field(default_factory=dict)
+    json: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+Effect = Call | Sleep
+Flow = Generator[Effect, Any, T]
+
+
+class _Items(ApiModel):
+    items: list[Any]
+
+
+class _Registered(ApiModel):
+    results: list[RegisteredPrompt]
+
+
+def send(call: Call) -> Generator[Effect, Any, httpx.Response]:
+    """Yield the call; return its answer if it is a success, else raise its typed error."""
+    response: httpx.Response = yield call
+    if not response.is_success:
+        raise error_from_response(response)
+    return response
+
+
+def unexpected(response: httpx.Response, expected: str, exc: Exception) -> UnexpectedResponseError:
+    return UnexpectedResponseError(
+        f"{response.request.method} {response.request.url} answered {response.status_code} "
+        f"with a body that is not {expected}: {exc}",
+        status=response.status_code,
+    )
+
+
+def parse(model: type[M], response: httpx.Response) -> M:
+    try:
+        return model.model_validate(response.json())
+    except ValueError as exc:  # not JSON, or JSON of another shape (pydantic's error is one)
+        raise unexpected(response, f"a {model.__name__}", exc) from exc
+
+
+def parse_items(model: type[M], response: httpx.Response) -> list[M]:
+    """The ``items`` of a ``{"items": [...]}`` body."""
+    items = parse(_Items, response).items
+    try:
+        return [model.model_validate(item) for item in items]
+    except ValueError as exc:
+        raise unexpected(response, f"a list of {model.__name__}", exc) from exc
+
+
+def replayed(response: httpx.Response) -> bool:
+    value: str = response.headers.get(REPLAYED_HEADER, "")
+    return value.lower() == "true"
+
+
+def segment(value: object) -> str:
+    """A path segment, percent-encoded.
+
+    A ``/`` is refused here: servers decode ``%2F`` before routing, so ``a/versions`` would
+    reach another route instead of being rejected as a name.
+    """
+    text = str(value)
+    if "/" in text:
+        raise ValidationError(
+            f"{text!r} contains '/', which no prompt name or id may hold",
+            code="validation_error",
+            details={"value": text},
+        )
+    return quote(text, safe="")
+
+
+def timestamp(value: datetime, name: str) -> str:
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware (e.g. datetime.now(UTC))")
+    return value.isoformat()
+
+
+def execution_id(ref: ExecutionRef) -> str:
+    if isinstance(ref, Execution):
+        return str(ref.id)
+    if isinstance(ref, Submission):
+        return str(ref.execution_id)
+    return str(ref)
+
+
+def query(**values: object) -> dict[str, str | int]:
+    """Query parameters without the ``None`` ones; datetimes as ISO-8601."""
+    out: dict[str, str | int] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            out[key] = timestamp(value, key)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            out[key] = value
+        else:
+            out[key] = str(value)
+    return out
+
+
+def execution_body(
+    *,
+    variables: Mapping[str, Any] | None,
+    model_name: str,
+    version: int | None,
+    provider: str | None,
+    params: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"variables": dict(variables or {}), "model_name": model_name}
+    if version is not None:
+        body["version"] = version
+    if provider is not None:
+        body["provider"] = provider
+    if params:
+        body["params"] = dict(params)
+    if metadata:
+        body["metadata"] = dict(metadata)
+    return body
+
+
+def idempotency(key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": key} if key is not None else {}
+
+
+class Operations:
+    """Every API operation as a flow, plus the client-side state (registered versions)."""
+
+    def __init__(self) -> None:
+        self.registered: dict[str, RegisteredPrompt] = {}
+
+    # --- prompts (full mode) ----------------------------------------------------------------
+
+    def save_prompt(
+        self,
+        name: str,
+        template_source: str,
+        *,
+        description: str | None,
+        metadata: Mapping[str, Any] | None,
+        activate: bool,
+    ) -> Flow[SavedPrompt]:
+        body: dict[str, Any] = {"template_source": template_source, "activate": activate}
+        if description is not None:
+            body["description"] = description
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        response = yield from send(Call("PUT", f"/v1/prompts/{segment(name)}", json=body))
+        return parse(SavedPrompt, response)
+
+    def get_prompt(self, name: str) -> Flow[Prompt]:
+        response = yield from send(Call("GET", f"/v1/prompts/{segment(name)}"))
+        return parse(Prompt, response)
+
+    def list_prompts(
+        self, *, mode: PromptMode | None, limit: int | None, cursor: str | None
+    ) -> Flow[Page[PromptSummary]]:
+        params = query(mode=mode, limit=limit, cursor=cursor)
+        response = yield from send(Call("GET", "/v1/prompts", params=params))
+        return parse(Page[PromptSummary], response)
+
+    def list_versions(self, name: str) -> Flow[list[Version]]:
+        response = yield from send(Call("GET", f"/v1/prompts/{segment(name)}/versions"))
+        return parse_items(Version, response)
+
+    def activate_version(self, name: str, version_number: int) -> Flow[Prompt]:
+        path = f"/v1/prompts/{segment(name)}/versions/{int(version_number)}:activate"
+        response = yield from send(Call("POST", path))
+        return parse(Prompt, response)
+
+    def list_events(self, name: str) -> Flow[list[PromptEvent]]:
+        response = yield from send(Call("GET", f"/v1/prompts/{segment(name)}/events"))
+        return parse_items(PromptEvent, response)
+
+    # --- executions -------------------------------------------------------------------------
+
+    def run(
+        self,
+        prompt_name: str,
+        *,
+        model_name: str,
+        variables: Mapping[str, Any] | None,
+        version: int | None,
+        provider: str | None,
+        params: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        idempotency_key: str | None,
+    ) -> Flow[Execution]:
+        body = execution_body(
+            variables=variables,
+            model_name=model_name,
+            version=version,
+            provider=provider,
+            params=params,
+            metadata=metadata,
+        )
+        call = Call(
+            "POST",
+            "/v1/executions:run",
+            json={"prompt_name": prompt_name, **body},
+            headers=idempotency(idempotency_key),
+        )
+        response = yield from send(call)
+        return parse(Execution, response).model_copy(update={"replayed": replayed(response)})
+
+    def submit(
+        self,
+        prompt_name: str,
+        *,
+        model_name: str,
+        variables: Mapping[str, Any] | None,
+        version: int | None,
+        provider: str | None,
+        params: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        idempotency_key: str | None,
+    ) -> Flow[Submission]:
+        body = execution_body(
+            variables=variables,
+            model_name=model_name,
+            version=version,
+            provider=provider,
+            params=params,
+            metadata=metadata,
+        )
+        call = Call(
+            "POST",
+            "/v1/executions:submit",
+            json={"prompt_name": prompt_name, **body},
+            headers=idempotency(idempotency_key),
+        )
+        response = yield from send(call)
+        return parse(Submission, response).model_copy(update={"replayed": replayed(response)})
+
+    def get_execution(self, ref: ExecutionRef) -> Flow[Execution]:
+        response = yield from send(Call("GET", f"/v1/executions/{segment(execution_id(ref))}"))
+        return parse(Execution, response)
+
+    def cancel_execution(self, ref: ExecutionRef) -> Flow[Execution]:
+        path = f"/v1/executions/{segment(execution_id(ref))}:cancel"
+        response = yield from send(Call("POST", path))
+        return parse(Execution, response)
+
+    def list_executions(
+        self,
+        *,
+        prompt_name: str | None,
+        status: ExecutionStatus | None,
+        execution_mode: ExecutionMode | None,
+        prompt_mode: PromptMode | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int | None,
+        cursor: str | None,
+    ) -> Flow[Page[Execution]]:
+        params = query(
+            prompt_name=prompt_name,
+            status=status,
+            execution_mode=execution_mode,
+            prompt_mode=prompt_mode,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+        response = yield from send(Call("GET", "/v1/executions", params=params))
+        return parse(Page[Execution], response)
+
+    def wait(
+        self,
+        ref: ExecutionRef,
+        *,
+        timeout: float | None,
+        poll_interval: float,
+        max_interval: float,
+    ) -> Flow[Execution]:
+        """Poll until finished: intervals double from ``poll_interval`` up to ``max_interval``.
+
+        The last sleep is cut to the deadline, and the execution is read once more there, so a
+        run that finishes just in time is not reported as a timeout.
+        """
+        if poll_interval <= 0 or max_interval <= 0:
+            raise ValueError("poll_interval and max_interval must be positive")
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be >= 0 (or None to wait forever)")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(poll_interval, max_interval)
+        while True:
+            execution = yield from self.get_execution(ref)
+            if execution.finished:
+                return execution
+            pause = delay
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WaitTimeoutError(
+                        f"execution {execution.id} is still {execution.status} after {timeout:g} s",
+                        execution=execution,
+                    )
+                pause = min(delay, remaining)
+            yield Sleep(pause)
+            delay = min(delay * BACKOFF_FACTOR, max_interval)
+
+    # --- tracking mode ----------------------------------------------------------------------
+
+    def register_prompts(self, prompts: PromptSource) -> Flow[list[RegisteredPrompt]]:
+        items = (
+            [CodePrompt(name, text) for name, text in prompts.items()]
+            if isinstance(prompts, Mapping)
+            else list(prompts)
+        )
+        if not items:
+            raise ValueError("nothing to register: give at least one prompt")
+        body = {"prompts": [item.to_json() for item in items]}
+        response = yield from send(Call("POST", "/v1/prompts/register-code", json=body))
+        results = parse(_Registered, response).results
+        self.registered.update((result.name, result) for result in results)
+        return results
+
+    def register_code(
+        self,
+        source: type | ModuleType,
+        *,
+        prefix: str | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> Flow[list[RegisteredPrompt]]:
+        prompts = collect_prompts(source, prefix=prefix, metadata=metadata)
+        return (yield from self.register_prompts(prompts))
+
+    def resolve_version(self, name: str, version: VersionChoice) -> int | None:
+        """Pin to the version this client registered, unless told otherwise (see execute)."""
+        if version == "active":
+            return None
+        if version is None:
+            known = self.registered.get(name)
+            return known.version_number if known else None
+        return version
+
+    def execute(
+        self,
+        name: str,
+        *,
+        model_name: str,
+        variables: Mapping[str, Any] | None,
+        mode: ExecutionMode,
+        version: VersionChoice,
+        provider: str | None,
+        params: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        idempotency_key: str | None,
+    ) -> Flow[Execution | Submission]:
+        body = execution_body(
+            variables=variables,
+            model_name=model_name,
+            version=self.resolve_version(name, version),
+            provider=provider,
+            params=params,
+            metadata=metadata,
+        )
+        call = Call(
+            "POST",
+            f"/v1/prompts/{segment(name)}/execute",
+            json={**body, "mode": mode},
+            headers=idempotency(idempotency_key),
+        )
+        response = yield from send(call)
+        result: Execution | Submission = (
+            parse(Execution, response) if mode == "sync" else parse(Submission, response)
+        )
+        return result.model_copy(update={"replayed": replayed(response)})
+
+    def history(self, name: str, *, mode: PromptMode | None) -> Flow[History]:
+        path = f"/v1/prompts/{segment(name)}/history"
+        response = yield from send(Call("GET", path, params=query(mode=mode)))
+        return parse(History, response)
+
+    def convert(self, name: str, to: PromptMode) -> Flow[Prompt]:
+        call = Call("POST", f"/v1/prompts/{segment(name)}:convert", json={"to": to})
+        response = yield from send(call)
+        return parse(Prompt, response)
+
+    # --- analytics and operations -----------------------------------------------------------
+
+    def analytics(
+        self, *, mode: AnalyticsMode, since: datetime | None, until: datetime | None
+    ) -> Flow[Analytics]:
+        params = query(mode=mode, since=since, until=until)
+        response = yield from send(Call("GET", "/v1/analytics/prompts", params=params))
+        return parse(Analytics, response)
+
+    def health(self, *, ready: bool) -> Flow[Health]:
+        response = yield from send(Call("GET", "/health/ready" if ready else "/health"))
+        return parse(Health, response)
+
+
+class ClientBase:
+    """Configuration and request preparation shared by both clients."""
+
+    def __init__(self, base_url: str | None, api_key: str | None) -> None:
+        url = base_url or os.environ.get(URL_ENV) or DEFAULT_URL
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
+        self.base_url = url.rstrip("/")
+        self._api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        self._ops = Operations()
+
+    @property
+    def registered(self) -> dict[str, RegisteredPrompt]:
+        """What ``register_code`` / ``register_prompts`` returned, by prompt name.
+
+        ``execute`` pins a registered name to the version recorded here. Example::
+
+            client.register_code(Prompts)
+            client.registered["Prompts.WELCOME"].version_number  # e.g. 3
+        """
+        return self._ops.registered
+
+    def _request_args(self, call: Call) -> dict[str, Any]:
+        headers = {"Accept": "application/json", "User-Agent": f"prompt-ledger/{__version__}"}
+        if self._api_key:
+            headers["X-API-Key"] = self._api_key
+        headers.update(call.headers)
+        args: dict[str, Any] = {
+            "method": call.method,
+            "url": self.base_url + call.path,
+            "headers": headers,
+        }
+        if call.params:
+            args["params"] = call.params
+        if call.json is not None:
+            args["json"] = call.json
+        return args
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"  # never the key

@@ -1,0 +1,411 @@
+"""The asyncio client, over ``httpx.AsyncClient``.
+
+Every method takes the same arguments and returns the same result as its namesake on
+:class:`~prompt_ledger.client.PromptLedger` (whose docstrings hold Args/Returns/Raises), as a
+coroutine; ``iter_*`` return async iterators. Both run the same flows (``client/_core.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime
+from types import ModuleType, TracebackType
+from typing import Any, Literal, Self, TypeVar, overload
+
+import httpx
+
+from prompt_ledger.client._core import (
+    DEFAULT_TIMEOUT,
+    Call,
+    ClientBase,
+    Effect,
+    ExecutionRef,
+    Flow,
+    PromptSource,
+    VersionChoice,
+)
+from prompt_ledger.client.errors import error_from_transport
+from prompt_ledger.client.models import (
+    Analytics,
+    AnalyticsMode,
+    Execution,
+    ExecutionMode,
+    ExecutionStatus,
+    Health,
+    History,
+    Page,
+    Prompt,
+    PromptEvent,
+    PromptMode,
+    PromptSummary,
+    RegisteredPrompt,
+    SavedPrompt,
+    Submission,
+    Version,
+)
+
+T = TypeVar("T")
+
+
+class AsyncPromptLedger(ClientBase):
+    """Asyncio client for the PromptLedger API; the arguments of :class:`PromptLedger`.
+
+    ``http_client`` is an ``httpx.AsyncClient`` and ``transport`` an
+    ``httpx.AsyncBaseTransport`` — e.g. ``httpx.ASGITransport(app=app)`` to talk to an app
+    in the same process.
+
+    Example::
+
+        async with AsyncPromptLedger() as client:  # PROMPTLEDGER_URL / PROMPTLEDGER_API_KEY
+            sub = await client.submit("welcome", variables={"name": "Ada"},
+                                      model_name="gpt-4o-mini")
+            done = await client.wait(sub, timeout=30)
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=timeout, transport=transport)
+
+    # --- the transport ------------------------------------------------------------------------
+
+    async def _run(self, flow: Flow[T]) -> T:
+        reply: Any = None
+        try:
+            while True:
+                reply = await self._perform(flow.send(reply))
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        finally:
+            flow.close()
+
+    async def _perform(self, effect: Effect) -> httpx.Response | None:
+        if not isinstance(effect, Call):
+            await asyncio.sleep(effect.seconds)
+            return None
+        request = self._http.build_request(**self._request_args(effect))
+        try:
+            return await self._http.send(request)
+        except httpx.TransportError as exc:
+            raise error_from_transport(exc, str(request.url)) from exc
+
+    async def _paginate(
+        self, fetch: Callable[[str | None], Awaitable[Page[T]]]
+    ) -> AsyncIterator[T]:
+        cursor: str | None = None
+        while True:
+            page = await fetch(cursor)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections (not those of an ``http_client`` passed in)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- operations: see PromptLedger for each one's documentation ----------------------------
+
+    async def health(self) -> Health:
+        """See :meth:`PromptLedger.health`."""
+        return await self._run(self._ops.health(ready=False))
+
+    async def ready(self) -> Health:
+        """See :meth:`PromptLedger.ready`."""
+        return await self._run(self._ops.health(ready=True))
+
+    async def save_prompt(
+        self,
+        name: str,
+        template_source: str,
+        *,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        activate: bool = True,
+    ) -> SavedPrompt:
+        """See :meth:`PromptLedger.save_prompt`."""
+        return await self._run(
+            self._ops.save_prompt(
+                name,
+                template_source,
+                description=description,
+                metadata=metadata,
+                activate=activate,
+            )
+        )
+
+    async def get_prompt(self, name: str) -> Prompt:
+        """See :meth:`PromptLedger.get_prompt`."""
+        return await self._run(self._ops.get_prompt(name))
+
+    async def list_prompts(
+        self,
+        *,
+        mode: PromptMode | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[PromptSummary]:
+        """See :meth:`PromptLedger.list_prompts`."""
+        return await self._run(self._ops.list_prompts(mode=mode, limit=limit, cursor=cursor))
+
+    def iter_prompts(
+        self, *, mode: PromptMode | None = None, page_size: int = 100
+    ) -> AsyncIterator[PromptSummary]:
+        """See :meth:`PromptLedger.iter_prompts`; use with ``async for``."""
+        return self._paginate(
+            lambda cursor: self.list_prompts(mode=mode, limit=page_size, cursor=cursor)
+        )
+
+    async def list_versions(self, name: str) -> list[Version]:
+        """See :meth:`PromptLedger.list_versions`."""
+        return await self._run(self._ops.list_versions(name))
+
+    async def activate_version(self, name: str, version_number: int) -> Prompt:
+        """See :meth:`PromptLedger.activate_version`."""
+        return await self._run(self._ops.activate_version(name, version_number))
+
+    async def list_events(self, name: str) -> list[PromptEvent]:
+        """See :meth:`PromptLedger.list_events`."""
+        return await self._run(self._ops.list_events(name))
+
+    async def run(
+        self,
+        prompt_name: str,
+        *,
+        model_name: str,
+        variables: Mapping[str, Any] | None = None,
+        version: int | None = None,
+        provider: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Execution:
+        """See :meth:`PromptLedger.run`."""
+        return await self._run(
+            self._ops.run(
+                prompt_name,
+                model_name=model_name,
+                variables=variables,
+                version=version,
+                provider=provider,
+                params=params,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def submit(
+        self,
+        prompt_name: str,
+        *,
+        model_name: str,
+        variables: Mapping[str, Any] | None = None,
+        version: int | None = None,
+        provider: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Submission:
+        """See :meth:`PromptLedger.submit`."""
+        return await self._run(
+            self._ops.submit(
+                prompt_name,
+                model_name=model_name,
+                variables=variables,
+                version=version,
+                provider=provider,
+                params=params,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def get_execution(self, execution_id: ExecutionRef) -> Execution:
+        """See :meth:`PromptLedger.get_execution`."""
+        return await self._run(self._ops.get_execution(execution_id))
+
+    async def list_executions(
+        self,
+        *,
+        prompt_name: str | None = None,
+        status: ExecutionStatus | None = None,
+        execution_mode: ExecutionMode | None = None,
+        prompt_mode: PromptMode | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Execution]:
+        """See :meth:`PromptLedger.list_executions`."""
+        return await self._run(
+            self._ops.list_executions(
+                prompt_name=prompt_name,
+                status=status,
+                execution_mode=execution_mode,
+                prompt_mode=prompt_mode,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    def iter_executions(
+        self,
+        *,
+        prompt_name: str | None = None,
+        status: ExecutionStatus | None = None,
+        execution_mode: ExecutionMode | None = None,
+        prompt_mode: PromptMode | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[Execution]:
+        """See :meth:`PromptLedger.iter_executions`; use with ``async for``."""
+        return self._paginate(
+            lambda cursor: self.list_executions(
+                prompt_name=prompt_name,
+                status=status,
+                execution_mode=execution_mode,
+                prompt_mode=prompt_mode,
+                since=since,
+                until=until,
+                limit=page_size,
+                cursor=cursor,
+            )
+        )
+
+    async def cancel_execution(self, execution_id: ExecutionRef) -> Execution:
+        """See :meth:`PromptLedger.cancel_execution`."""
+        return await self._run(self._ops.cancel_execution(execution_id))
+
+    async def wait(
+        self,
+        execution_id: ExecutionRef,
+        *,
+        timeout: float | None = 60.0,  # noqa: ASYNC109 - the spec's wait(id, timeout)
+        poll_interval: float = 0.1,
+        max_interval: float = 2.0,
+    ) -> Execution:
+        """See :meth:`PromptLedger.wait`; sleeps with ``asyncio.sleep``."""
+        return await self._run(
+            self._ops.wait(
+                execution_id,
+                timeout=timeout,
+                poll_interval=poll_interval,
+                max_interval=max_interval,
+            )
+        )
+
+    async def register_code(
+        self,
+        source: type | ModuleType,
+        *,
+        prefix: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[RegisteredPrompt]:
+        """See :meth:`PromptLedger.register_code`."""
+        return await self._run(self._ops.register_code(source, prefix=prefix, metadata=metadata))
+
+    async def register_prompts(self, prompts: PromptSource) -> list[RegisteredPrompt]:
+        """See :meth:`PromptLedger.register_prompts`."""
+        return await self._run(self._ops.register_prompts(prompts))
+
+    @overload
+    async def execute(
+        self,
+        name: str,
+        *,
+        model_name: str,
+        variables: Mapping[str, Any] | None = ...,
+        mode: Literal["sync"] = ...,
+        version: VersionChoice = ...,
+        provider: str | None = ...,
+        params: Mapping[str, Any] | None = ...,
+        metadata: Mapping[str, Any] | None = ...,
+        idempotency_key: str | None = ...,
+    ) -> Execution: ...
+
+    @overload
+    async def execute(
+        self,
+        name: str,
+        *,
+        model_name: str,
+        variables: Mapping[str, Any] | None = ...,
+        mode: Literal["async"],
+        version: VersionChoice = ...,
+        provider: str | None = ...,
+        params: Mapping[str, Any] | None = ...,
+        metadata: Mapping[str, Any] | None = ...,
+        idempotency_key: str | None = ...,
+    ) -> Submission: ...
+
+    async def execute(
+        self,
+        name: str,
+        *,
+        model_name: str,
+        variables: Mapping[str, Any] | None = None,
+        mode: ExecutionMode = "sync",
+        version: VersionChoice = None,
+        provider: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Execution | Submission:
+        """See :meth:`PromptLedger.execute` (including how the version is chosen)."""
+        return await self._run(
+            self._ops.execute(
+                name,
+                model_name=model_name,
+                variables=variables,
+                mode=mode,
+                version=version,
+                provider=provider,
+                params=params,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def history(self, name: str, *, mode: PromptMode | None = None) -> History:
+        """See :meth:`PromptLedger.history`."""
+        return await self._run(self._ops.history(name, mode=mode))
+
+    async def convert(self, name: str, to: PromptMode) -> Prompt:
+        """See :meth:`PromptLedger.convert`."""
+        return await self._run(self._ops.convert(name, to))
+
+    async def analytics(
+        self,
+        *,
+        mode: AnalyticsMode = "all",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Analytics:
+        """See :meth:`PromptLedger.analytics`."""
+        return await self._run(self._ops.analytics(mode=mode, since=since, until=until))

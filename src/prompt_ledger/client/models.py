@@ -1,0 +1,252 @@
+"""Typed results of the client: one model per response body of the API (SPEC §6).
+
+These mirror the server's response schemas field for field (a test compares them with the
+server's OpenAPI document) but are the client's own: they ignore fields they do not know, so
+an older client keeps working against a newer server, and importing them does not pull in the
+server's database layer. Models are immutable.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PromptMode = Literal["full", "tracking"]
+VersionStatus = Literal["draft", "active", "deprecated"]
+ExecutionMode = Literal["sync", "async"]
+ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+EventType = Literal["created", "version_created", "activated", "mode_converted"]
+Change = Literal["created", "new_version", "unchanged", "reactivated"]
+AnalyticsMode = Literal["all", "full", "tracking"]
+
+FINISHED_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+
+T = TypeVar("T")
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+# --- prompts (full mode) --------------------------------------------------------------------
+
+
+class VersionSummary(ApiModel):
+    """A prompt version without its text (as in prompt lists)."""
+
+    version_number: int
+    checksum: str
+    status: VersionStatus
+    variables: list[str]
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+class Version(VersionSummary):
+    """An immutable prompt version: its text, checksum (sha256) and status."""
+
+    template_source: str
+
+
+class Prompt(ApiModel):
+    """A prompt and its active version (``None`` while it only has drafts)."""
+
+    name: str
+    mode: PromptMode
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+    active_version: Version | None
+
+
+class PromptSummary(ApiModel):
+    """A prompt as listed: the active version comes without its template text."""
+
+    name: str
+    mode: PromptMode
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+    active_version: VersionSummary | None
+
+
+class SavedPrompt(ApiModel):
+    """The answer to a save: the version saved or reused, and whether it is new."""
+
+    name: str
+    mode: PromptMode
+    description: str | None
+    version: Version
+    created: bool
+
+
+class PromptEvent(ApiModel):
+    """One entry of a prompt's history (which version was active when)."""
+
+    type: EventType
+    version_number: int | None
+    previous_version_number: int | None
+    created_at: datetime
+
+
+class Page(ApiModel, Generic[T]):
+    """One page of a list; pass ``next_cursor`` back to get the next (``None``: last page)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+# --- executions -----------------------------------------------------------------------------
+
+
+class PromptRef(ApiModel):
+    name: str
+    mode: PromptMode
+
+
+class VersionRef(ApiModel):
+    number: int
+    checksum: str
+
+
+class ModelRef(ApiModel):
+    provider: str
+    name: str
+
+
+class Telemetry(ApiModel):
+    prompt_tokens: int | None
+    response_tokens: int | None
+    latency_ms: int | None
+    provider_request_id: str | None
+
+
+class ExecutionError(ApiModel):
+    """Why an execution failed (or ``truncated`` / ``canceled``); ``type`` as in SPEC §6."""
+
+    type: str
+    message: str
+
+
+class Execution(ApiModel):
+    """One row of the ledger: what ran, with which text and parameters, and what came back.
+
+    ``replayed`` is not part of the body: it is ``True`` when the server answered from an
+    earlier request with the same ``Idempotency-Key`` (header ``Idempotent-Replayed``).
+    """
+
+    id: uuid.UUID
+    status: ExecutionStatus
+    execution_mode: ExecutionMode
+    prompt: PromptRef
+    version: VersionRef
+    model: ModelRef
+    variables: dict[str, Any]
+    rendered_prompt: str
+    params: dict[str, Any]
+    response_text: str | None
+    telemetry: Telemetry
+    params_dropped: list[str]
+    error: ExecutionError | None
+    attempts: int
+    idempotency_key: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    replayed: bool = Field(default=False, exclude=True)
+
+    @property
+    def finished(self) -> bool:
+        """True once the execution can no longer change (succeeded, failed or canceled)."""
+        return self.status in FINISHED_STATUSES
+
+
+class Submission(ApiModel):
+    """The answer to an async submit: the id to poll (or to pass to ``wait``)."""
+
+    execution_id: uuid.UUID
+    status: ExecutionStatus
+    replayed: bool = Field(default=False, exclude=True)
+
+
+# --- tracking mode --------------------------------------------------------------------------
+
+
+class RegisteredPrompt(ApiModel):
+    """What ``register-code`` did with one prompt of the batch."""
+
+    name: str
+    version_number: int
+    checksum: str
+    change: Change
+    previous_version_number: int | None
+
+
+class HistoryVersion(ApiModel):
+    version_number: int
+    checksum: str
+    template_hash: str
+    status: VersionStatus
+    created_at: datetime
+    execution_count: int
+    last_executed_at: datetime | None
+
+
+class History(ApiModel):
+    """A prompt's versions, newest first, with how often each ran."""
+
+    name: str
+    mode: PromptMode
+    versions: list[HistoryVersion]
+
+
+# --- analytics and operations ---------------------------------------------------------------
+
+
+class Stats(ApiModel):
+    """Execution statistics over a window; averages and p95 are ``None`` without data."""
+
+    executions: int
+    succeeded: int
+    failed: int
+    avg_latency_ms: float | None
+    p95_latency_ms: int | float | None
+    prompt_tokens: int
+    response_tokens: int
+
+
+class PromptStats(Stats):
+    name: str
+    mode: PromptMode
+
+
+class ModeCounts(ApiModel):
+    full: int
+    tracking: int
+
+
+class ModeStats(ApiModel):
+    full: Stats
+    tracking: Stats
+
+
+class Analytics(ApiModel):
+    """Usage per mode and per prompt (prompts most-executed first)."""
+
+    mode: AnalyticsMode
+    total_executions: int
+    prompts_by_mode: ModeCounts
+    by_mode: ModeStats
+    prompts: list[PromptStats]
+
+
+class Health(ApiModel):
+    """``/health`` (``status: healthy``) or ``/health/ready`` (``status: ready`` and parts)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    status: str
