@@ -1,7 +1,7 @@
 # The exact commands the README, CI and pre-commit run. uv is installed if missing.
 UV := $(shell command -v uv 2>/dev/null || { python3 -m pip install --quiet uv >&2 && command -v uv; })
 
-.PHONY: run test lint typecheck fmt check
+.PHONY: run test lint typecheck fmt check stack
 
 run:  ## install (from uv.lock) and start the service on SQLite + the in-process worker
 	$(UV) run --locked promptledger serve
@@ -21,3 +21,10 @@ fmt:
 	$(UV) run --locked ruff check --fix src tests
 
 check: lint typecheck test
+
+stack:  ## 2 API processes + 2 Celery workers on PostgreSQL and a private Redis (docs/production.md)
+	$(UV) run --locked python -m prompt_ledger.testing.stack
+
+.PHONY: reliability
+reliability:  ## fault injection, full fuzzing, hostile input, secrets and the ~10 min soak (SOAK_SECONDS)
+	RELIABILITY_PROFILE=full $(UV) run --locked pytest tests/reliability -m ""

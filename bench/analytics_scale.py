@@ -33,13 +33,13 @@ PROMPTS = 20
 DAYS = 30
 
 
-def reset_database() -> str:
+def reset_database(db: str = DB) -> str:
     admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{DB}"'))
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
     admin.dispose()
-    url = f"postgresql://postgres@127.0.0.1:5432/{DB}"
+    url = f"postgresql://postgres@127.0.0.1:5432/{db}"
     migrate.upgrade(url)
     seed(url)
     return url

@@ -72,7 +72,13 @@ def serve_command(host: str, port: int, workers: int) -> None:
 
 @main.command("worker")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker_command(loglevel: str) -> None:
+@click.option(
+    "--hostname",
+    "-n",
+    default=None,
+    help="Celery node name; give each worker on one host its own (e.g. worker2@%h).",
+)
+def worker_command(loglevel: str, hostname: str | None) -> None:
     """Run a Celery worker for async executions (needs REDIS_URL; waits for migrations)."""
     settings = get_settings()
     if not settings.redis_url:
@@ -92,6 +98,7 @@ def worker_command(loglevel: str) -> None:
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
+            *([f"--hostname={hostname}"] if hostname else []),
         ]
     )
 

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     database_url: str | None = None
+    # Connections per process (and as many again in overflow); mind PostgreSQL's
+    # max_connections across API processes and workers.
+    database_pool_size: int = Field(default=10, ge=1)
     redis_url: str | None = None
     api_key: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     openai_api_key: SecretStr | None = None
@@ -32,6 +35,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     render_timeout_s: float = Field(default=2.0, gt=0)
     sweep_interval_s: float = Field(default=15.0, gt=0)
+    # Provider calls one `promptledger worker` process keeps in flight.
+    worker_max_in_flight: int = Field(
+        default=500, ge=1, validation_alias="PROMPTLEDGER_WORKER_MAX_IN_FLIGHT"
+    )
     debug: bool = False
 
     @field_validator("api_key", mode="before")

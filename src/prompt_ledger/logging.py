@@ -13,7 +13,8 @@ def configure_logging(*, debug: bool = False) -> None:
     level = logging.DEBUG if debug else logging.INFO
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level, force=True)
     # Third-party loggers that would print request bodies or headers stay quiet.
-    for noisy in ("httpx", "httpcore", "openai", "aiohttp.access"):
+    # (``httpx2`` is the transport the openai SDK vendors: an INFO line per provider call.)
+    for noisy in ("httpx", "httpx2", "httpcore", "openai", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
@@ -24,13 +25,16 @@ def configure_logging(*, debug: bool = False) -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
+        logger_factory=structlog.WriteLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=True,
     )
 
 
 class _CurrentStderr:
-    """Writes to whatever ``sys.stderr`` is now, so cached loggers follow redirections."""
+    """Writes to whatever ``sys.stderr`` is now, so cached loggers follow redirections.
+
+    ``WriteLogger`` hands over each line with its newline in one ``write``, so lines from
+    other writers (Celery's own) cannot land in the middle of a JSON line."""
 
     def write(self, text: str) -> int:
         return sys.stderr.write(text)

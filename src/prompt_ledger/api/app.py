@@ -11,8 +11,9 @@ from fastapi import Depends, FastAPI
 from prompt_ledger import __version__
 from prompt_ledger.api.deps import AppState, key_digests, require_api_key
 from prompt_ledger.api.errors import install_error_handlers
+from prompt_ledger.api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from prompt_ledger.api.middleware import BodyLimitMiddleware
-from prompt_ledger.api.routes import analytics, executions, ops, prompts, tracking
+from prompt_ledger.api.routes import analytics, executions, metrics, ops, prompts, tracking
 from prompt_ledger.config import Settings, get_settings
 from prompt_ledger.db.session import create_engine, session_factory
 from prompt_ledger.logging import configure_logging
@@ -38,7 +39,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         raise RuntimeError(
             "no API key: set API_KEY, or start with `promptledger serve`, which creates one"
         )
-    engine = create_engine(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
     sessions = session_factory(engine)
     providers = providers_from_settings(settings)
     worker: InProcessWorker | None = None
@@ -81,7 +82,11 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
     app.state.promptledger = state
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.state.http_metrics = HttpMetrics()
+    # added last, so outermost: it times and counts every answer, 413s from the cap included
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.http_metrics)
     app.include_router(ops.router)
+    app.include_router(metrics.router)
     secured = [Depends(require_api_key)]
     # tracking first: its literal /register-code must win over prompts' /{name} patterns
     app.include_router(tracking.router, dependencies=secured)

@@ -39,7 +39,9 @@ def key_digests(keys: list[str]) -> tuple[bytes, ...]:
     return tuple(_digest(k) for k in keys)
 
 
-def get_state(request: Request) -> AppState:
+# Plain (non-I/O) dependencies are ``async def`` on purpose: FastAPI runs a ``def`` dependency
+# in its thread pool, which cost two thread hops per request on the hot path.
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.promptledger
     return state
 
@@ -74,7 +76,14 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_runtime(state: StateDep) -> Runtime:
+def read_session(state: AppState) -> AsyncSession:
+    """A session for a route that reads with one statement: on PostgreSQL it runs in
+    autocommit (a statement is its own snapshot; no BEGIN/COMMIT round trips). Use it as
+    ``async with read_session(state) as session``; nothing is committed."""
+    return state.runtime.autocommit_sessions()
+
+
+async def get_runtime(state: StateDep) -> Runtime:
     return state.runtime
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -182,13 +183,23 @@ async def insert_execution_unless_key_taken(session: AsyncSession, values: dict[
     ``ON CONFLICT DO NOTHING`` waits for a concurrent holder of the key to commit, so the
     caller can read the winner's row right after (PostgreSQL, READ COMMITTED).
     """
-    inserted = await session.scalar(
-        _insert(session, Execution)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(Execution.id)
-    )
+    dialect = session.get_bind().dialect.name
+    statement = _INSERT_EXECUTION.get(dialect)
+    if statement is None:  # built once: a Core INSERT whose values come as parameters
+        table = cast(sa.Table, Execution.__table__)
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = _INSERT_EXECUTION[dialect] = (
+            insert(table)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(table.c.id)
+        )
+    params = {_EXECUTION_COLUMNS[k]: v for k, v in values.items()}
+    connection = await session.connection()
+    inserted = (await connection.execute(statement, params)).scalar()
     return inserted is not None
+
+
+_INSERT_EXECUTION: dict[str, Any] = {}
 
 
 async def get_execution(session: AsyncSession, execution_id: uuid.UUID) -> Execution | None:
@@ -552,3 +563,308 @@ def _utc(moment: Any) -> datetime | None:
         moment = datetime.fromisoformat(moment)
     value: datetime = moment
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# --- all-time totals and /metrics ---------------------------------------------------------
+# (tables imported inside the functions: this section is appended to a file others edit)
+
+
+async def add_to_execution_totals(
+    session: AsyncSession,
+    *,
+    prompt_id: int,
+    model_id: int,
+    execution_mode: ExecutionMode,
+    status: ExecutionStatus,
+    counters: dict[str, int],
+) -> None:
+    """Add one finished execution to its all-time totals row (one upsert, both backends)."""
+    from prompt_ledger.db.tables import execution_totals
+
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    row = insert(execution_totals).values(
+        prompt_id=prompt_id,
+        model_id=model_id,
+        execution_mode=execution_mode,
+        status=status,
+        **counters,
+    )
+    await session.execute(
+        row.on_conflict_do_update(
+            index_elements=["prompt_id", "model_id", "execution_mode", "status"],
+            set_={name: execution_totals.c[name] + row.excluded[name] for name in counters},
+        )
+    )
+
+
+async def sum_execution_totals_by_labels(
+    session: AsyncSession,
+) -> Sequence[tuple[PromptMode, ProviderName, str, ExecutionMode, ExecutionStatus, dict[str, int]]]:
+    """All-time totals of finished executions per prompt mode, model, execution mode and
+    status (the prompt's current mode), every counter summed over prompts."""
+    from prompt_ledger.db.tables import EXECUTION_TOTAL_COUNTERS, execution_totals
+
+    t = execution_totals
+    labels = (Prompt.mode, Model.provider, Model.model_name, t.c.execution_mode, t.c.status)
+    query = (
+        sa.select(*labels, *(sa.func.sum(t.c[name]) for name in EXECUTION_TOTAL_COUNTERS))
+        .select_from(t)
+        .join(Prompt, Prompt.id == t.c.prompt_id)
+        .join(Model, Model.id == t.c.model_id)
+        .group_by(*labels)
+    )
+    rows = await session.execute(query)
+    return [
+        (
+            PromptMode(row[0]),
+            ProviderName(row[1]),
+            row[2],
+            ExecutionMode(row[3]),
+            ExecutionStatus(row[4]),
+            {name: int(v or 0) for name, v in zip(EXECUTION_TOTAL_COUNTERS, row[5:], strict=True)},
+        )
+        for row in rows
+    ]
+
+
+async def sum_latency_totals_by_prompt_mode(
+    session: AsyncSession,
+) -> Sequence[tuple[PromptMode, int, int]]:
+    """(prompt mode, latency bucket, count) over all time, from ``latency_totals``."""
+    query = (
+        sa.select(Prompt.mode, LatencyTotal.bucket, sa.func.sum(LatencyTotal.count))
+        .join(Prompt, Prompt.id == LatencyTotal.prompt_id)
+        .group_by(Prompt.mode, LatencyTotal.bucket)
+    )
+    return [(PromptMode(m), int(b), int(c)) for m, b, c in await session.execute(query)]
+
+
+async def count_unfinished_by_labels(
+    session: AsyncSession,
+) -> Sequence[tuple[PromptMode, ProviderName, str, ExecutionMode, ExecutionStatus, int]]:
+    """Queued and running executions per prompt mode, model, execution mode and status
+    (a range of the status index: as many rows as are unfinished)."""
+    e = Execution
+    labels = (Prompt.mode, Model.provider, Model.model_name, e.execution_mode, e.status)
+    query = (
+        sa.select(*labels, sa.func.count())
+        .select_from(e)
+        .join(Prompt, Prompt.id == e.prompt_id)
+        .join(Model, Model.id == e.model_id)
+        .where(e.status.in_((ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)))
+        .group_by(*labels)
+    )
+    return [
+        (PromptMode(m), ProviderName(p), name, ExecutionMode(x), ExecutionStatus(s), int(c))
+        for m, p, name, x, s, c in await session.execute(query)
+    ]
+
+
+async def get_queue_summary(
+    session: AsyncSession, *, now: datetime
+) -> tuple[int, int, datetime | None]:
+    """Queued rows: how many, how many are due now, and since when the longest-waiting due
+    one has been due (its ``not_before`` after a retry back-off, else its ``created_at``)."""
+    e = Execution
+    due = sa.or_(e.not_before.is_(None), e.not_before <= now)
+    query = sa.select(
+        sa.func.count(),
+        sa.func.count().filter(due),
+        sa.func.min(sa.func.coalesce(e.not_before, e.created_at)).filter(due),
+    ).where(e.status == ExecutionStatus.QUEUED)
+    total, due_count, oldest = (await session.execute(query)).one()
+    return int(total), int(due_count), _utc(oldest)
+
+
+# --- the execution hot path: one round trip per step ------------------------------------
+# (appended as its own section: others edit this file too)
+
+
+def is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def get_prompt_version_model(
+    session: AsyncSession,
+    name: str,
+    *,
+    version_number: int | None,
+    provider: ProviderName,
+    model_name: str,
+) -> tuple[Prompt, PromptVersion | None, Model | None] | None:
+    """What an execution needs, in one query: the prompt by name, the version to run (that
+    number, else the active one) and the active model named. None when the prompt does not
+    exist; a missing version or model is None in its place."""
+    params: dict[str, Any] = {"name": name, "provider": provider, "model_name": model_name}
+    if version_number is not None:
+        params["version_number"] = version_number
+    row = (await session.execute(_resolve_statement(version_number is not None), params)).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+_RESOLVE_STATEMENTS: dict[bool, Any] = {}
+
+
+def _resolve_statement(by_number: bool) -> Any:
+    """Built once per variant, with bound parameters (building costs more than running)."""
+    if (cached := _RESOLVE_STATEMENTS.get(by_number)) is not None:
+        return cached
+    version_on = (
+        sa.and_(
+            PromptVersion.prompt_id == Prompt.id,
+            PromptVersion.version_number == sa.bindparam("version_number"),
+        )
+        if by_number
+        else PromptVersion.id == Prompt.active_version_id
+    )
+    model_on = sa.and_(
+        Model.provider == sa.bindparam("provider"),
+        Model.model_name == sa.bindparam("model_name"),
+        Model.is_active,
+    )
+    statement = (
+        sa.select(Prompt, PromptVersion, Model)
+        .select_from(Prompt)
+        .outerjoin(PromptVersion, version_on)
+        .outerjoin(Model, model_on)
+        .where(Prompt.name == sa.bindparam("name"))
+    )
+    _RESOLVE_STATEMENTS[by_number] = statement
+    return statement
+
+
+@dataclass(frozen=True, slots=True)
+class RollupDelta:
+    """What one execution reaching a final status adds to the rollup tables."""
+
+    prompt_id: int
+    hour: datetime
+    counters: dict[str, int]  # execution_rollups (the _ROLLUP_COUNTERS)
+    latency_bucket: int | None  # latency_rollups and latency_totals, when it has a latency
+    model_id: int
+    execution_mode: ExecutionMode
+    status: ExecutionStatus
+    totals: dict[str, int]  # execution_totals
+
+
+async def finish_running_execution(
+    session: AsyncSession,
+    execution_id: uuid.UUID,
+    *,
+    attempt: int,
+    values: dict[str, Any],
+    delta: RollupDelta,
+) -> bool:
+    """PostgreSQL: write an attempt's final outcome *and* add it to every rollup in one
+    statement (data-modifying CTEs), if that attempt still owns the row (as
+    ``update_running_execution``). True when written.
+
+    One statement is one round trip, and in an autocommit session the hot rollup rows (one
+    per prompt and hour, shared by every concurrent finisher of that prompt) stay locked for
+    that statement and its commit only, instead of across a client round trip per table.
+    The rollups are added only when the UPDATE matched (each INSERT selects from it).
+    """
+    columns = {_EXECUTION_COLUMNS[k]: v for k, v in values.items()}
+    statement = _finish_statement(
+        tuple(columns), delta.latency_bucket is not None, tuple(delta.counters), tuple(delta.totals)
+    )
+    hourly = {"prompt_id": delta.prompt_id, "hour": delta.hour}
+    params: dict[str, Any] = {"execution_id": execution_id, "attempt": attempt}
+    params |= {f"set_{k}": v for k, v in columns.items()}
+    params |= _prefixed("rollup", {**hourly, **delta.counters})
+    if delta.latency_bucket is not None:
+        bucket = {"bucket": delta.latency_bucket, "count": 1}
+        params |= _prefixed("latency", {**hourly, **bucket})
+        params |= _prefixed("latency_total", {"prompt_id": delta.prompt_id, **bucket})
+    params |= _prefixed(
+        "totals",
+        {
+            "prompt_id": delta.prompt_id,
+            "model_id": delta.model_id,
+            "execution_mode": delta.execution_mode,
+            "status": delta.status,
+            **delta.totals,
+        },
+    )
+    connection = await session.connection()
+    written = (await connection.execute(statement, params)).scalar()
+    return written is not None
+
+
+_EXECUTION_COLUMNS = {attr.key: attr.columns[0].name for attr in Execution.__mapper__.column_attrs}
+_FINISH_STATEMENTS: dict[tuple[Any, ...], sa.Select[tuple[uuid.UUID]]] = {}
+
+
+def _prefixed(prefix: str, row: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}_{k}": v for k, v in row.items()}
+
+
+def _finish_statement(
+    columns: tuple[str, ...],
+    with_latency: bool,
+    counters: tuple[str, ...],
+    totals: tuple[str, ...],
+) -> sa.Select[tuple[uuid.UUID]]:
+    """The finishing statement for one shape of outcome, built once with bound parameters
+    (building it per call cost more CPU than running it)."""
+    key = (columns, with_latency, counters, totals)
+    if (cached := _FINISH_STATEMENTS.get(key)) is not None:
+        return cached
+    from prompt_ledger.db.tables import execution_totals
+
+    e = cast(sa.Table, Execution.__table__)
+    finished = (
+        sa.update(e)
+        .where(
+            e.c.id == sa.bindparam("execution_id"),
+            e.c.status == ExecutionStatus.RUNNING,
+            e.c.attempts == sa.bindparam("attempt"),
+        )
+        .values({c: sa.bindparam(f"set_{c}", type_=e.c[c].type) for c in columns})
+        .returning(e.c.id)
+        .cte("finished")
+    )
+
+    def upsert(table: Any, name: str, keys: tuple[str, ...], adds: tuple[str, ...]) -> sa.CTE:
+        names = [*keys, *adds]
+        row = sa.select(
+            *(sa.bindparam(f"{name}_{k}", type_=table.c[k].type).label(k) for k in names)
+        ).select_from(finished)
+        insert = postgresql.insert(table).from_select(names, row)
+        insert = insert.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={k: table.c[k] + insert.excluded[k] for k in adds},
+        )
+        return insert.cte(name)
+
+    hourly = ("prompt_id", "hour")
+    ctes = [upsert(ExecutionRollup.__table__, "rollup", hourly, counters)]
+    if with_latency:
+        ctes.append(upsert(LatencyRollup.__table__, "latency", (*hourly, "bucket"), ("count",)))
+        ctes.append(
+            upsert(LatencyTotal.__table__, "latency_total", ("prompt_id", "bucket"), ("count",))
+        )
+    totals_keys = ("prompt_id", "model_id", "execution_mode", "status")
+    ctes.append(upsert(execution_totals, "totals", totals_keys, totals))
+    statement = sa.select(finished.c.id).add_cte(*ctes)
+    _FINISH_STATEMENTS[key] = statement
+    return statement
+
+
+async def get_prompt_with_active_version(
+    session: AsyncSession, name: str
+) -> tuple[Prompt, PromptVersion | None] | None:
+    """A prompt and its active version in one query (the registry read path)."""
+    global _PROMPT_WITH_ACTIVE
+    if _PROMPT_WITH_ACTIVE is None:
+        _PROMPT_WITH_ACTIVE = (
+            sa.select(Prompt, PromptVersion)
+            .outerjoin(PromptVersion, PromptVersion.id == Prompt.active_version_id)
+            .where(Prompt.name == sa.bindparam("name"))
+        )
+    row = (await session.execute(_PROMPT_WITH_ACTIVE, {"name": name})).first()
+    return None if row is None else (row[0], row[1])
+
+
+_PROMPT_WITH_ACTIVE: Any = None

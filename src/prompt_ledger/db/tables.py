@@ -253,3 +253,34 @@ class LatencyTotal(Base):
     )
     bucket: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
     count: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+# Upper bounds of the token-count buckets kept in ``execution_totals`` (cumulative columns
+# ``<kind>_tokens_le_<bound>``); changing them needs a migration.
+TOKEN_BUCKETS = (16, 64, 256, 1024, 4096, 16384, 65536)
+TOKEN_KINDS = ("prompt", "response")
+
+
+def _total_counters() -> list[str]:
+    names = ["executions", "latency_count", "latency_sum"]
+    for kind in TOKEN_KINDS:
+        names += [f"{kind}_tokens_count", f"{kind}_tokens_sum"]
+        names += [f"{kind}_tokens_le_{bound}" for bound in TOKEN_BUCKETS]
+    return names
+
+
+EXECUTION_TOTAL_COUNTERS = tuple(_total_counters())
+
+# All-time totals of finished executions per prompt, model, execution mode and final status,
+# maintained with the hourly rollups (same transaction). /metrics reads these O(prompts x
+# models) rows instead of summing every hour of ``execution_rollups``; the per-prompt key
+# spreads concurrent finishes over many rows, like the rollups do.
+execution_totals = sa.Table(
+    "execution_totals",
+    Base.metadata,
+    sa.Column("prompt_id", sa.ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("model_id", sa.ForeignKey("models.id"), primary_key=True),
+    sa.Column("execution_mode", _enum(ExecutionMode, "execution_mode"), primary_key=True),
+    sa.Column("status", _enum(ExecutionStatus, "execution_status"), primary_key=True),
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in EXECUTION_TOTAL_COUNTERS),
+)

@@ -38,6 +38,7 @@ from openai import (
     DefaultAioHttpClient,
     OpenAI,
 )
+from openai.types.chat import ChatCompletion
 
 from prompt_ledger.providers.base import (
     ProviderError,
@@ -47,8 +48,6 @@ from prompt_ledger.providers.base import (
 )
 
 if TYPE_CHECKING:
-    from openai.types.chat import ChatCompletion
-
     from prompt_ledger.config import Settings
 
 # Spec param name -> chat-completions field. Anything else (top_k, repetition_penalty, unknown
@@ -115,8 +114,18 @@ class OpenAIProvider:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout_s):
-                completion = await client.chat.completions.create(
-                    model=model, messages=[{"role": "user", "content": prompt}], **sent
+                # The SDK's ``post`` (its documented way to send a body as-is) rather than
+                # ``chat.completions.create``, which first walks the body through the SDK's
+                # TypedDict transform: 0.22 of 0.71 ms CPU per call, for a body of plain strings
+                # and numbers that it leaves unchanged. Same client, errors and ChatCompletion.
+                completion = await client.post(
+                    "/chat/completions",
+                    cast_to=ChatCompletion,
+                    body={
+                        "model": model,
+                        "messages": [{"role": "user", "content": prompt}],
+                        **sent,
+                    },
                 )
         except TimeoutError:
             raise self._timeout_error() from None

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prompt_ledger.db import repositories as repo
-from prompt_ledger.db.tables import Execution, ExecutionStatus, PromptMode
+from prompt_ledger.db.tables import TOKEN_BUCKETS, Execution, ExecutionStatus, PromptMode
 
 EXACT_BELOW_MS = 100
 _GROWTH = 1.01
@@ -68,10 +68,33 @@ def ceil_hour(moment: datetime) -> datetime:
 
 
 async def record_finished(session: AsyncSession, execution: Execution) -> None:
-    """Count a execution that just reached a final status. Call once, in that transaction."""
-    latency = execution.latency_ms
+    """Count a execution that just reached a final status. Call once, in that transaction.
+
+    (The execution hot path on PostgreSQL writes the same ``rollup_delta`` together with the
+    status change in one statement: ``repo.finish_running_execution``.)
+    """
+    delta = rollup_delta(execution)
     await repo.add_to_rollups(
         session,
+        prompt_id=delta.prompt_id,
+        hour=delta.hour,
+        counters=delta.counters,
+        latency_bucket=delta.latency_bucket,
+    )
+    await repo.add_to_execution_totals(
+        session,
+        prompt_id=delta.prompt_id,
+        model_id=delta.model_id,
+        execution_mode=delta.execution_mode,
+        status=delta.status,
+        counters=delta.totals,
+    )
+
+
+def rollup_delta(execution: Execution) -> repo.RollupDelta:
+    """What a finished execution adds to every rollup table."""
+    latency = execution.latency_ms
+    return repo.RollupDelta(
         prompt_id=execution.prompt_id,
         hour=floor_hour(execution.created_at),
         counters={
@@ -84,7 +107,30 @@ async def record_finished(session: AsyncSession, execution: Execution) -> None:
             "response_tokens": execution.response_tokens or 0,
         },
         latency_bucket=latency_bucket(latency) if latency is not None else None,
+        model_id=execution.model_id,
+        execution_mode=execution.execution_mode,
+        status=execution.status,
+        totals=total_counters(execution),
     )
+
+
+def total_counters(execution: Execution) -> dict[str, int]:
+    """One finished execution as ``execution_totals`` counters (cumulative token buckets)."""
+    latency = execution.latency_ms
+    counters = {
+        "executions": 1,
+        "latency_count": int(latency is not None),
+        "latency_sum": latency or 0,
+    }
+    for kind, tokens in (
+        ("prompt", execution.prompt_tokens),
+        ("response", execution.response_tokens),
+    ):
+        counters[f"{kind}_tokens_count"] = int(tokens is not None)
+        counters[f"{kind}_tokens_sum"] = tokens or 0
+        for bound in TOKEN_BUCKETS:
+            counters[f"{kind}_tokens_le_{bound}"] = int(tokens is not None and tokens <= bound)
+    return counters
 
 
 # --- reading ------------------------------------------------------------------------------

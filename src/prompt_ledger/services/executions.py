@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
 from prompt_ledger.config import Settings
@@ -70,10 +70,31 @@ class Runtime:
     providers: Mapping[ProviderName, Provider]
     settings: Settings
     dispatcher: Dispatcher
+    _autocommit: async_sessionmaker[AsyncSession] | None = field(default=None, repr=False)
 
     @property
     def max_attempts(self) -> int:
         return 1 + len(self.settings.execution_retry_delays)
+
+    @property
+    def autocommit_sessions(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for the execution hot path, whose every step is one statement.
+
+        On PostgreSQL each statement commits by itself: no BEGIN/COMMIT round trips, and the
+        finishing statement's row locks last for that statement only. On SQLite these are the
+        ordinary sessions (``BEGIN IMMEDIATE`` transactions: one writer at a time anyway).
+        """
+        if self._autocommit is None:
+            bind = self.sessions.kw.get("bind")
+            if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql":
+                self._autocommit = async_sessionmaker(
+                    bind.execution_options(isolation_level="AUTOCOMMIT"),
+                    expire_on_commit=False,
+                    autoflush=False,
+                )
+            else:
+                self._autocommit = self.sessions
+        return self._autocommit
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +127,9 @@ async def run_sync(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
         return record
     execution = record.execution
     values, _ = await _attempt(rt, record.model, execution.rendered_prompt, execution.params)
-    async with unit_of_work(rt.sessions) as session:
+    async with unit_of_work(rt.autocommit_sessions) as session:
         written = await _write_attempt(session, execution, values)
-        if written is None:  # recovered by the sweeper meanwhile: report what the ledger says
+        if not written:  # recovered by the sweeper meanwhile: report what the ledger says
             fresh = await repo.get_execution(session, execution.id)
             assert fresh is not None
             record.execution = fresh
@@ -134,7 +155,10 @@ async def _create(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
     """
     sync = request.execution_mode == ExecutionMode.SYNC
     key = request.idempotency
-    async with unit_of_work(rt.sessions) as session:
+    # Each step below is one statement (lookup, resolve, insert ... on conflict), so on
+    # PostgreSQL they run without a surrounding transaction: READ COMMITTED gave each its
+    # own snapshot anyway, and the INSERT commits the row by itself.
+    async with unit_of_work(rt.autocommit_sessions) as session:
         if key is not None and (existing := await repo.get_execution_by_key(session, key.key)):
             return await _replay(session, existing, key, sync=sync)
         prompt, version, model = await _resolve(session, request)
@@ -185,24 +209,31 @@ async def _replay(
 async def _resolve(
     session: AsyncSession, request: ExecutionRequest
 ) -> tuple[Prompt, PromptVersion, Model]:
-    prompt = await prompts.get_prompt(session, request.prompt_name)
+    """Prompt, version and model in one query; errors in the order the rules are listed."""
+    wanted = request.input.version
+    found = await repo.get_prompt_version_model(
+        session,
+        request.prompt_name,
+        version_number=wanted,
+        provider=request.input.provider,
+        model_name=request.input.model_name,
+    )
+    if found is None:
+        raise prompts.prompt_not_found(request.prompt_name)
+    prompt, version, model = found
     if prompt.mode != request.prompt_mode:
         route = EXECUTE_ROUTE[prompt.mode].format(name=prompt.name)
         raise ModeMismatch(
             f"prompt '{prompt.name}' is in {prompt.mode} mode; run it with {route}",
             details={"prompt_mode": prompt.mode.value, "route": route},
         )
-    if request.input.version is not None:
-        version = await prompts.get_version(session, prompt, request.input.version)
-    else:
-        active = await prompts.get_active_version(session, prompt)
-        if active is None:
-            raise ValidationFailed(
-                f"prompt '{prompt.name}' has no active version; pass `version` explicitly",
-                details={"name": prompt.name},
-            )
-        version = active
-    model = await repo.get_active_model(session, request.input.provider, request.input.model_name)
+    if version is None:
+        if wanted is not None:
+            raise prompts.version_not_found(prompt, wanted)
+        raise ValidationFailed(
+            f"prompt '{prompt.name}' has no active version; pass `version` explicitly",
+            details={"name": prompt.name},
+        )
     if model is None:
         raise UnknownModel(
             f"'{request.input.model_name}' is not an active {request.input.provider} model",
@@ -228,7 +259,7 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
     canceled, finished, or not yet due): duplicate deliveries land here and do nothing.
     """
     now = utcnow()
-    async with unit_of_work(rt.sessions) as session:
+    async with unit_of_work(rt.autocommit_sessions) as session:  # two single statements
         execution = await repo.claim_queued(session, execution_id, now=now)
         if execution is None:
             return None
@@ -245,9 +276,9 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
             "not_before": retry_at + timedelta(seconds=delay),
             "dispatched_at": retry_at,
         }
-    async with unit_of_work(rt.sessions) as session:
+    async with unit_of_work(rt.autocommit_sessions) as session:
         written = await _write_attempt(session, execution, values)
-    if written is None:
+    if not written:
         log.warning("stale_attempt_discarded", execution_id=str(execution.id))
         return None
     for name, value in values.items():
@@ -269,15 +300,43 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
 
 async def _write_attempt(
     session: AsyncSession, execution: Execution, values: dict[str, Any]
-) -> Execution | None:
-    """Write an attempt's outcome if the attempt still owns the row; a final status also
-    counts the execution in the analytics rollups, in the same transaction."""
+) -> bool:
+    """Write an attempt's outcome if the attempt still owns the row (True when written); a
+    final status also counts the execution in the analytics rollups, atomically with it.
+
+    PostgreSQL does both in one statement, from the outcome about to be written (the row
+    is ``execution`` plus ``values``: the UPDATE is guarded by status and attempt). SQLite
+    runs the UPDATE and the rollup upserts as separate statements of one transaction.
+    """
+    if values.get("status") in repo.TERMINAL and repo.is_postgres(session):
+        return await repo.finish_running_execution(
+            session,
+            execution.id,
+            attempt=execution.attempts,
+            values=values,
+            delta=analytics.rollup_delta(cast(Execution, _AsWritten(execution, values))),
+        )
     written = await repo.update_running_execution(
         session, execution.id, attempt=execution.attempts, values=values
     )
     if written is not None and written.status in repo.TERMINAL:
         await analytics.record_finished(session, written)
-    return written
+    return written is not None
+
+
+class _AsWritten:
+    """An execution as it reads once ``values`` are written over it (attribute access)."""
+
+    __slots__ = ("_execution", "_values")
+
+    def __init__(self, execution: Execution, values: Mapping[str, Any]) -> None:
+        self._execution = execution
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._values:
+            return self._values[name]
+        return getattr(self._execution, name)
 
 
 async def _attempt(

@@ -142,11 +142,25 @@ async def get_prompt(session: AsyncSession, name: str) -> Prompt:
 async def get_version(session: AsyncSession, prompt: Prompt, number: int) -> PromptVersion:
     version = await repo.get_version(session, prompt.id, number)
     if version is None:
-        raise NotFound(
-            f"prompt '{prompt.name}' has no version {number}",
-            details={"name": prompt.name, "version": number},
-        )
+        raise version_not_found(prompt, number)
     return version
+
+
+def version_not_found(prompt: Prompt, number: int) -> NotFound:
+    return NotFound(
+        f"prompt '{prompt.name}' has no version {number}",
+        details={"name": prompt.name, "version": number},
+    )
+
+
+async def get_with_active_version(
+    session: AsyncSession, name: str
+) -> tuple[Prompt, PromptVersion | None]:
+    """The prompt and its active version, read by one statement."""
+    found = await repo.get_prompt_with_active_version(session, name)
+    if found is None:
+        raise prompt_not_found(name)
+    return found
 
 
 async def get_active_version(session: AsyncSession, prompt: Prompt) -> PromptVersion | None:

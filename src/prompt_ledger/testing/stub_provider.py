@@ -31,6 +31,11 @@ unknown name is answered with HTTP 400 so that typos do not pass silently:
   (prompt with directives removed, whitespace trimmed).
 * ``usage=none`` — omit ``usage`` (provider without token counts).
 * ``finish=REASON`` — the choice's ``finish_reason`` (default ``stop``).
+* ``fault=hang`` / ``fault=reset`` — instead of an HTTP error, the failing calls (the first
+  ``fail`` ones for the key; every call when ``fail`` is not given) never answer (``hang``: the
+  stub waits until the client gives up and disconnects) or get the 200 headers and half of the
+  body before the connection is dropped (``reset``). For fault-injection tests.
+* ``retry_after=S`` — error answers carry a ``Retry-After: S`` header (as OpenAI's 429s do).
 
 Run it: ``python -m prompt_ledger.testing.stub_provider --port 8900``, or
 :func:`serve_in_thread` / :func:`serve_in_subprocess` from Python.
@@ -42,6 +47,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import secrets
 import socket
@@ -65,12 +71,40 @@ DEFAULT_PORT = 8900
 _MAX_SIZE = 64 * 1024 * 1024
 _DIRECTIVE = re.compile(r"\[\[stub\b(.*?)\]\]", re.DOTALL)
 _ASSIGNMENT = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|(\S+))')
-_KNOWN = frozenset({"status", "fail", "key", "delay", "size", "char", "reply", "usage", "finish"})
+_KNOWN = frozenset(
+    {
+        "status",
+        "fail",
+        "key",
+        "delay",
+        "size",
+        "char",
+        "reply",
+        "usage",
+        "finish",
+        "fault",
+        "retry_after",
+    }
+)
+_FAULTS = frozenset({"hang", "reset"})
+_HANG_LIMIT_S = 600.0
 _ERROR_TYPES = {401: "invalid_request_error", 429: "rate_limit_exceeded"}
 
 
 class DirectiveError(ValueError):
     pass
+
+
+class _ConnectionReset(Exception):
+    """Raised after a partial body: uvicorn then drops the connection (``fault=reset``)."""
+
+
+class _QuietReset(logging.Filter):
+    """Keeps uvicorn from logging a traceback for every scripted reset."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, _ConnectionReset)
 
 
 def parse_directives(text: str) -> tuple[dict[str, str], str]:
@@ -157,6 +191,7 @@ class StubApp:
         if client:
             state.clients.add((client[0], client[1]))
         status = 200
+        fault: str | None = None
         try:
             raw = await _read_body(receive)
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -167,16 +202,27 @@ class StubApp:
                 state.last_body = body
                 prompt = _user_text(body)
                 directives, clean_prompt = parse_directives(prompt)
+                fault = _scripted_fault(directives, self.state, prompt)
             except (ValueError, TypeError, KeyError) as exc:
                 status = 400
                 await _send_json(send, 400, _error_body(f"stub: {exc}", 400))
                 return
             status, payload = await self._answer(body, directives, prompt, clean_prompt, headers)
             extra = [(b"x-request-id", f"req_{secrets.token_hex(12)}".encode())]
+            if status != 200 and "retry_after" in directives:
+                extra.append((b"retry-after", directives["retry_after"].encode()))
+            if fault == "hang" and status != 400:
+                status = 0  # never answered
+                await _wait_for_disconnect(receive)
+                return
+            if fault == "reset" and status != 400:
+                status = 0
+                await _send_partial_then_reset(send, payload)
             await _send_json(send, status, payload, extra)
         finally:
             state.in_flight -= 1
-            state.status_counts[str(status)] = state.status_counts.get(str(status), 0) + 1
+            counted = str(status) if status else str(fault)
+            state.status_counts[counted] = state.status_counts.get(counted, 0) + 1
 
     async def _answer(
         self,
@@ -239,6 +285,43 @@ class StubApp:
                 "total_tokens": prompt_tokens + completion_tokens,
             }
         return 200, completion
+
+
+def _scripted_fault(directives: dict[str, str], state: StubState, prompt: str) -> str | None:
+    """``hang``/``reset`` when this call is one of the failing ones (see ``fault=``).
+
+    Must run before ``_answer``, which counts the call against ``fail``.
+    """
+    fault = directives.get("fault")
+    if fault is None:
+        return None
+    if fault not in _FAULTS:
+        raise DirectiveError(f"fault must be one of {sorted(_FAULTS)}, not {fault!r}")
+    if "fail" not in directives:
+        return fault
+    try:
+        fail = int(directives["fail"])
+    except ValueError:
+        return None  # _answer reports the bad value
+    counter = directives.get("key", prompt)
+    return fault if state.failures_by_key.get(counter, 0) < fail else None
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    """Answer nothing until the client hangs up (capped, so a test can never hang forever)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_HANG_LIMIT_S):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+
+async def _send_partial_then_reset(send: Send, payload: Any) -> None:
+    """Promise a full body, send half of it, then make uvicorn drop the connection."""
+    data = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": data[: len(data) // 2], "more_body": True})
+    raise _ConnectionReset
 
 
 _MODELS = {
@@ -322,6 +405,9 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 def _config(app: StubApp, host: str, port: int) -> uvicorn.Config:
+    errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietReset) for f in errors.filters):
+        errors.addFilter(_QuietReset())
     return uvicorn.Config(
         app,
         host=host,

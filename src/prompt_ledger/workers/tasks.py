@@ -28,8 +28,6 @@ from prompt_ledger.workers.dispatch import CeleryDispatcher
 
 log = get_logger(__name__)
 
-MAX_IN_FLIGHT = int(os.environ.get("PROMPTLEDGER_WORKER_MAX_IN_FLIGHT", "500"))
-
 
 class LoopRunner:
     """An event loop in a daemon thread, with the process's engine, providers and runtime."""
@@ -49,7 +47,9 @@ class LoopRunner:
 
     async def _build(self) -> Runtime:
         settings = get_settings()
-        self.engine = create_engine(settings.resolved_database_url)
+        self.engine = create_engine(
+            settings.resolved_database_url, pool_size=settings.database_pool_size
+        )
         return Runtime(
             sessions=session_factory(self.engine),
             providers=providers_from_settings(settings),
@@ -98,7 +98,7 @@ def runner() -> LoopRunner:
     global _runner
     with _runner_lock:
         if _runner is None or _runner.pid != os.getpid():
-            _runner = LoopRunner(MAX_IN_FLIGHT)
+            _runner = LoopRunner(get_settings().worker_max_in_flight)
         return _runner
 
 

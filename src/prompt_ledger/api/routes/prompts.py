@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from prompt_ledger.api.deps import SessionDep
+from prompt_ledger.api.deps import SessionDep, StateDep, read_session
 from prompt_ledger.api.errors import error_responses
 from prompt_ledger.db.tables import PromptMode
 from prompt_ledger.errors import BadRequest
@@ -90,10 +90,11 @@ async def save_prompt(
 
 
 @router.get("/{name}", response_model=PromptOut, responses=error_responses(404))
-async def get_prompt(name: NameParam, session: SessionDep) -> PromptOut:
+async def get_prompt(name: NameParam, state: StateDep) -> PromptOut:
     """A prompt and its active version."""
-    prompt = await service.get_prompt(session, name)
-    return PromptOut.of(prompt, await service.get_active_version(session, prompt))
+    async with read_session(state) as session:  # the registry hot path: one statement
+        prompt, active = await service.get_with_active_version(session, name)
+    return PromptOut.of(prompt, active)
 
 
 @router.get("/{name}/versions", response_model=VersionList, responses=error_responses(404))
