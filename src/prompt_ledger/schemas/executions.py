@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from prompt_ledger.services.executions import ExecutionRecord
 
 from prompt_ledger.db.tables import ExecutionMode, ExecutionStatus, PromptMode, ProviderName
-from prompt_ledger.schemas.common import JsonObject, PromptName, StrictModel
+from prompt_ledger.schemas.common import MAX_INT32, JsonObject, PromptName, StrictModel, Text
 
 
 class Params(StrictModel):
@@ -28,9 +28,9 @@ class Params(StrictModel):
 class ExecutionInput(StrictModel):
     """What to run; shared by ``executions:run``/``:submit`` and the tracking execute route."""
 
-    version: Annotated[int, Field(ge=1)] | None = None
+    version: Annotated[int, Field(ge=1, le=MAX_INT32)] | None = None
     variables: JsonObject = Field(default_factory=dict)
-    model_name: Annotated[str, Field(min_length=1, max_length=128)]
+    model_name: Annotated[Text, Field(min_length=1, max_length=128)]
     provider: ProviderName = ProviderName.OPENAI
     params: Params = Field(default_factory=Params)
     metadata: JsonObject = Field(default_factory=dict)

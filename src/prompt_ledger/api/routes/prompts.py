@@ -12,7 +12,7 @@ from prompt_ledger.api.deps import SessionDep, StateDep, read_session
 from prompt_ledger.api.errors import error_responses
 from prompt_ledger.db.tables import PromptMode
 from prompt_ledger.errors import BadRequest
-from prompt_ledger.schemas.common import PROMPT_NAME_PATTERN
+from prompt_ledger.schemas.common import MAX_INT32, PROMPT_NAME_PATTERN
 from prompt_ledger.schemas.prompts import (
     EventList,
     EventOut,
@@ -110,7 +110,7 @@ async def list_versions(name: NameParam, session: SessionDep) -> VersionList:
     responses=error_responses(404, 409),
 )
 async def activate_version(
-    name: NameParam, number: Annotated[int, Path(ge=1)], session: SessionDep
+    name: NameParam, number: Annotated[int, Path(ge=1, le=MAX_INT32)], session: SessionDep
 ) -> PromptOut:
     """Make an existing version the active one (rollback); full mode only."""
     prompt, version = await service.activate(session, name, number)
