@@ -1,7 +1,7 @@
 # The exact commands the README, CI and pre-commit run. uv is installed if missing.
 UV := $(shell command -v uv 2>/dev/null || { python3 -m pip install --quiet uv >&2 && command -v uv; })
 
-.PHONY: run test lint typecheck fmt check stack
+.PHONY: run test lint typecheck fmt check stack bench
 
 run:  ## install (from uv.lock) and start the service on SQLite + the in-process worker
 	$(UV) run --locked promptledger serve
@@ -28,3 +28,6 @@ stack:  ## 2 API processes + 2 Celery workers on PostgreSQL and a private Redis 
 .PHONY: reliability
 reliability:  ## fault injection, full fuzzing, hostile input, secrets and the ~10 min soak (SOAK_SECONDS)
 	RELIABILITY_PROFILE=full $(UV) run --locked pytest tests/reliability -m ""
+
+bench:  ## the benchmark (bench/README.md): `make bench`, or `make bench ARGS="--smoke"`
+	$(UV) run --locked python bench/run.py $(ARGS)

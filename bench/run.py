@@ -367,6 +367,7 @@ class Service:
     def stop(self, timeout_s: float = 20.0) -> None:
         if self.proc is None:
             return
+        started = time.monotonic()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -376,6 +377,8 @@ class Service:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
         self.proc = None
+        if (took := time.monotonic() - started) > 3:
+            log(f"{self.name} took {took:.1f} s to stop")
 
 
 def descendants(pid: int) -> list[int]:

@@ -24,7 +24,7 @@ from tests.reliability.harness import (
     drop_database,
     running_stack,
 )
-from tests.reliability.invariants import REPORTS
+from tests.reliability.invariants import NOTES, REPORTS
 
 from prompt_ledger.testing.stub_provider import serve_in_subprocess
 
@@ -92,9 +92,14 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The table docs/reliability.md quotes: one row per invariant check run."""
+    write = terminalreporter.write_line
+    if NOTES:
+        terminalreporter.section("reliability: measurements")
+        for text in NOTES:
+            for line in text.strip("\n").splitlines():
+                write(line)
     if not REPORTS:
         return
-    write = terminalreporter.write_line
     terminalreporter.section("reliability: ledger invariants")
     header = (
         f"{'test':<44} {'faults':>6} {'execs':>6} {'lost':>5} {'dup':>4} {'stuck':>6} "
@@ -127,7 +132,8 @@ def api_server(stub_process: str, tmp_path_factory: pytest.TempPathFactory) -> I
         stub_process,
         config=config,
         workers=0,
-        extra_env={"PL_SANDBOX_CANARY": SANDBOX_CANARY},
+        # It lives until the end of the whole test session: keep its idle pool small.
+        extra_env={"PL_SANDBOX_CANARY": SANDBOX_CANARY, "DATABASE_POOL_SIZE": "4"},
     ) as stack:
         yield stack
     drop_database(PG_ADMIN_URL, name)

@@ -125,12 +125,14 @@ class Process:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
-    def terminate(self, timeout_s: float = 30) -> float:
-        """SIGTERM (graceful), SIGKILL if it has not exited in time; returns seconds taken."""
+    def terminate(self, timeout_s: float = 30, *, signal_sent: bool = False) -> float:
+        """SIGTERM (graceful; once: a second one would mean something else to Celery),
+        SIGKILL if it has not exited in time; returns the seconds it took."""
         started = time.monotonic()
         if self.running:
             assert self.proc is not None
-            self.proc.terminate()
+            if not signal_sent:
+                self.proc.terminate()
             try:
                 self.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -469,7 +471,7 @@ class Stack:
             assert worker.proc is not None
             worker.proc.terminate()
         for worker in live:
-            worker.terminate()
+            worker.terminate(signal_sent=True)
 
     def start(self, workers: int = 1) -> Stack:
         """serve and ``workers`` workers, started together."""

@@ -37,6 +37,13 @@ from prompt_ledger.testing.stub_provider import DirectiveError, parse_directives
 
 TERMINAL = ("succeeded", "failed", "canceled")
 REPORTS: list[LedgerReport] = []  # collected for the terminal summary (see conftest)
+NOTES: list[str] = []  # measurements tests want shown in that summary (soak, fuzzing, /health)
+
+
+def note(text: str) -> None:
+    """Print ``text`` now and repeat it in the session's closing summary."""
+    print(text)
+    NOTES.append(text)
 
 
 @dataclass

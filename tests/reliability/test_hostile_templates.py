@@ -20,6 +20,7 @@ import httpx
 import pytest
 from tests.reliability.conftest import SANDBOX_CANARY
 from tests.reliability.harness import API_KEY, Stack
+from tests.reliability.invariants import note
 
 pytestmark = [pytest.mark.postgres]
 
@@ -167,8 +168,8 @@ def test_escapes_and_bombs_answer_422_quickly_while_health_stays_responsive(
 
     assert not health.failures, health.failures[:5]
     assert len(health.latencies) >= 10
-    print(
-        f"\n{len(jobs)} hostile requests in {wall:.1f}s (slowest {slowest:.2f}s); /health "
+    note(
+        f"templates: {len(jobs)} hostile requests in {wall:.1f}s (slowest {slowest:.2f}s); /health "
         f"during them: n={len(health.latencies)} median "
         f"{statistics.median(health.latencies) * 1000:.0f} ms, p99 {health.p99() * 1000:.0f} ms, "
         f"max {max(health.latencies) * 1000:.0f} ms"

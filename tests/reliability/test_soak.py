@@ -37,6 +37,7 @@ from tests.reliability.invariants import (
     History,
     check_ledger,
     job,
+    note,
 )
 
 pytestmark = [pytest.mark.soak, pytest.mark.postgres, pytest.mark.redis]
@@ -219,7 +220,7 @@ def test_soak(soak_stack: Stack) -> None:
             ]
         ),
     ]
-    print("\n".join(lines))
+    note("\n".join(lines))
     assert report.ok, report.describe()
     assert report.accepted > SOAK_SECONDS  # at least ~1 accepted execution per second
     # Memory: a leak of even a few KiB per request would show over tens of thousands.

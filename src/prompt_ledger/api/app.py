@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +15,7 @@ from prompt_ledger.api.middleware import BodyLimitMiddleware
 from prompt_ledger.api.routes import analytics, executions, metrics, ops, prompts, tracking
 from prompt_ledger.config import Settings, get_settings
 from prompt_ledger.db.session import create_engine, session_factory
+from prompt_ledger.gc_tuning import freeze_and_tune
 from prompt_ledger.logging import configure_logging
 from prompt_ledger.providers.registry import close_providers, providers_from_settings
 from prompt_ledger.services.executions import Dispatcher, Runtime
@@ -63,9 +63,9 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if freeze_gc:
             # Everything imported and built so far lives as long as the process: freezing
-            # it keeps full GC passes from walking it (~110 ms pauses measured otherwise).
-            gc.collect()
-            gc.freeze()
+            # it keeps full GC passes from walking it (~110 ms pauses measured otherwise);
+            # and fewer young-generation passes (see gc_tuning).
+            freeze_and_tune()
         async with sweeper(runtime):
             yield
         if worker is not None:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from prompt_ledger.db import pg_fast
 from prompt_ledger.db.tables import (
     EventType,
     Execution,
@@ -190,10 +191,13 @@ async def insert_execution_unless_key_taken(session: AsyncSession, values: dict[
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = _INSERT_EXECUTION[dialect] = (
             insert(table)
+            .values({c.name: sa.bindparam(c.name, type_=c.type) for c in table.c})
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
             .returning(table.c.id)
         )
     params = {_EXECUTION_COLUMNS[k]: v for k, v in values.items()}
+    if pg_fast.usable(session):
+        return await pg_fast.fetchval(session, statement, params) is not None
     connection = await session.connection()
     inserted = (await connection.execute(statement, params)).scalar()
     return inserted is not None
@@ -699,8 +703,66 @@ async def get_prompt_version_model(
     params: dict[str, Any] = {"name": name, "provider": provider, "model_name": model_name}
     if version_number is not None:
         params["version_number"] = version_number
-    row = (await session.execute(_resolve_statement(version_number is not None), params)).first()
+    by_number = version_number is not None
+    if pg_fast.usable(session):
+        found = await pg_fast.fetchrow(session, _resolve_core_statement(by_number), params)
+        if found is None:
+            return None
+        return (
+            _entity(Prompt, "p_", found),
+            _entity(PromptVersion, "v_", found),
+            _entity(Model, "m_", found),
+        )
+    row = (await session.execute(_resolve_statement(by_number), params)).first()
     return None if row is None else (row[0], row[1], row[2])
+
+
+_ENTITY_COLUMNS: dict[type[Any], list[tuple[str, str]]] = {
+    cls: [(attr.key, attr.columns[0].name) for attr in cls.__mapper__.column_attrs]
+    for cls in (Prompt, PromptVersion, Model)
+}
+
+
+def _entity(cls: type[Any], prefix: str, row: dict[str, Any]) -> Any:
+    """A (transient) ORM object from the ``prefix``-labelled columns; None for a missing
+    outer-joined row."""
+    if row[f"{prefix}id"] is None:
+        return None
+    return cls(**{key: row[prefix + column] for key, column in _ENTITY_COLUMNS[cls]})
+
+
+_RESOLVE_CORE_STATEMENTS: dict[bool, Any] = {}
+
+
+def _resolve_core_statement(by_number: bool) -> Any:
+    """``_resolve_statement`` as Core columns labelled ``p_``/``v_``/``m_`` (pg_fast path)."""
+    if (cached := _RESOLVE_CORE_STATEMENTS.get(by_number)) is not None:
+        return cached
+    p = cast(sa.Table, Prompt.__table__)
+    v = cast(sa.Table, PromptVersion.__table__)
+    m = cast(sa.Table, Model.__table__)
+    version_on = (
+        sa.and_(v.c.prompt_id == p.c.id, v.c.version_number == sa.bindparam("version_number"))
+        if by_number
+        else v.c.id == p.c.active_version_id
+    )
+    model_on = sa.and_(
+        m.c.provider == sa.bindparam("provider"),
+        m.c.model_name == sa.bindparam("model_name"),
+        m.c.is_active,
+    )
+    columns = [
+        column.label(f"{prefix}{column.name}")
+        for prefix, table in (("p_", p), ("v_", v), ("m_", m))
+        for column in table.c
+    ]
+    statement = (
+        sa.select(*columns)
+        .select_from(p.outerjoin(v, version_on).outerjoin(m, model_on))
+        .where(p.c.name == sa.bindparam("name"))
+    )
+    _RESOLVE_CORE_STATEMENTS[by_number] = statement
+    return statement
 
 
 _RESOLVE_STATEMENTS: dict[bool, Any] = {}
@@ -756,17 +818,18 @@ async def finish_running_execution(
     values: dict[str, Any],
     delta: RollupDelta,
 ) -> bool:
-    """PostgreSQL: write an attempt's final outcome *and* add it to every rollup in one
-    statement (data-modifying CTEs), if that attempt still owns the row (as
-    ``update_running_execution``). True when written.
+    """Write an attempt's final outcome and add it to every rollup, atomically, if that
+    attempt still owns the row (as ``update_running_execution``). True when written.
 
-    One statement is one round trip, and in an autocommit session the hot rollup rows (one
-    per prompt and hour, shared by every concurrent finisher of that prompt) stay locked for
-    that statement and its commit only, instead of across a client round trip per table.
-    The rollups are added only when the UPDATE matched (each INSERT selects from it).
+    PostgreSQL: one statement (data-modifying CTEs; each rollup INSERT selects from the
+    UPDATE, so nothing is added when it matched no row). One round trip, and in an autocommit
+    session the hot rollup rows (one per prompt and hour, shared by every concurrent finisher
+    of that prompt) stay locked for that statement and its commit only, instead of across a
+    client round trip per table. SQLite (no data-modifying CTEs): the same statements one
+    after the other in the session's transaction. Both are built once, with bound parameters.
     """
     columns = {_EXECUTION_COLUMNS[k]: v for k, v in values.items()}
-    statement = _finish_statement(
+    shape = _FinishShape(
         tuple(columns), delta.latency_bucket is not None, tuple(delta.counters), tuple(delta.totals)
     )
     hourly = {"prompt_id": delta.prompt_id, "hour": delta.hour}
@@ -787,76 +850,126 @@ async def finish_running_execution(
             **delta.totals,
         },
     )
+    if pg_fast.usable(session):
+        return await pg_fast.fetchval(session, _finish_statement(shape), params) is not None
     connection = await session.connection()
-    written = (await connection.execute(statement, params)).scalar()
-    return written is not None
+    if is_postgres(session):
+        written = (await connection.execute(_finish_statement(shape), params)).scalar()
+        return written is not None
+    update, upserts = _finish_steps(shape)
+    if (await connection.execute(update, params)).scalar() is None:
+        return False
+    for upsert in upserts:
+        await connection.execute(upsert, params)
+    return True
 
 
 _EXECUTION_COLUMNS = {attr.key: attr.columns[0].name for attr in Execution.__mapper__.column_attrs}
-_FINISH_STATEMENTS: dict[tuple[Any, ...], sa.Select[tuple[uuid.UUID]]] = {}
+_FINISH_STATEMENTS: dict[Any, sa.Select[tuple[uuid.UUID]]] = {}
+_FINISH_STEPS: dict[Any, tuple[Any, list[Any]]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _FinishShape:
+    """What decides the finishing statements' text: the columns written, whether there is a
+    latency (the latency rollups), and the counter names."""
+
+    columns: tuple[str, ...]
+    with_latency: bool
+    counters: tuple[str, ...]
+    totals: tuple[str, ...]
+
+    def rollups(self) -> list[tuple[Any, str, tuple[str, ...], tuple[str, ...]]]:
+        """(table, parameter prefix, key columns, added columns) per rollup table."""
+        from prompt_ledger.db.tables import execution_totals
+
+        hourly = ("prompt_id", "hour")
+        tables: list[tuple[Any, str, tuple[str, ...], tuple[str, ...]]] = [
+            (ExecutionRollup.__table__, "rollup", hourly, self.counters)
+        ]
+        if self.with_latency:
+            tables.append((LatencyRollup.__table__, "latency", (*hourly, "bucket"), ("count",)))
+            tables.append(
+                (LatencyTotal.__table__, "latency_total", ("prompt_id", "bucket"), ("count",))
+            )
+        totals_keys = ("prompt_id", "model_id", "execution_mode", "status")
+        tables.append((execution_totals, "totals", totals_keys, self.totals))
+        return tables
+
+    def update(self) -> Any:
+        e = cast(sa.Table, Execution.__table__)
+        return (
+            sa.update(e)
+            .where(
+                e.c.id == sa.bindparam("execution_id"),
+                e.c.status == ExecutionStatus.RUNNING,
+                e.c.attempts == sa.bindparam("attempt"),
+            )
+            .values({c: sa.bindparam(f"set_{c}", type_=e.c[c].type) for c in self.columns})
+            .returning(e.c.id)
+        )
 
 
 def _prefixed(prefix: str, row: dict[str, Any]) -> dict[str, Any]:
     return {f"{prefix}_{k}": v for k, v in row.items()}
 
 
-def _finish_statement(
-    columns: tuple[str, ...],
-    with_latency: bool,
-    counters: tuple[str, ...],
-    totals: tuple[str, ...],
-) -> sa.Select[tuple[uuid.UUID]]:
-    """The finishing statement for one shape of outcome, built once with bound parameters
-    (building it per call cost more CPU than running it)."""
-    key = (columns, with_latency, counters, totals)
-    if (cached := _FINISH_STATEMENTS.get(key)) is not None:
-        return cached
-    from prompt_ledger.db.tables import execution_totals
-
-    e = cast(sa.Table, Execution.__table__)
-    finished = (
-        sa.update(e)
-        .where(
-            e.c.id == sa.bindparam("execution_id"),
-            e.c.status == ExecutionStatus.RUNNING,
-            e.c.attempts == sa.bindparam("attempt"),
-        )
-        .values({c: sa.bindparam(f"set_{c}", type_=e.c[c].type) for c in columns})
-        .returning(e.c.id)
-        .cte("finished")
+def _add_on_conflict(insert: Any, table: Any, keys: tuple[str, ...], adds: tuple[str, ...]) -> Any:
+    return insert.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={k: table.c[k] + insert.excluded[k] for k in adds},
     )
 
-    def upsert(table: Any, name: str, keys: tuple[str, ...], adds: tuple[str, ...]) -> sa.CTE:
+
+def _finish_statement(shape: _FinishShape) -> sa.Select[tuple[uuid.UUID]]:
+    """PostgreSQL: the one finishing statement for this shape (built once)."""
+    if (cached := _FINISH_STATEMENTS.get(shape)) is not None:
+        return cached
+    finished = shape.update().cte("finished")
+    ctes = []
+    for table, name, keys, adds in shape.rollups():
         names = [*keys, *adds]
         row = sa.select(
             *(sa.bindparam(f"{name}_{k}", type_=table.c[k].type).label(k) for k in names)
         ).select_from(finished)
         insert = postgresql.insert(table).from_select(names, row)
-        insert = insert.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={k: table.c[k] + insert.excluded[k] for k in adds},
-        )
-        return insert.cte(name)
-
-    hourly = ("prompt_id", "hour")
-    ctes = [upsert(ExecutionRollup.__table__, "rollup", hourly, counters)]
-    if with_latency:
-        ctes.append(upsert(LatencyRollup.__table__, "latency", (*hourly, "bucket"), ("count",)))
-        ctes.append(
-            upsert(LatencyTotal.__table__, "latency_total", ("prompt_id", "bucket"), ("count",))
-        )
-    totals_keys = ("prompt_id", "model_id", "execution_mode", "status")
-    ctes.append(upsert(execution_totals, "totals", totals_keys, totals))
+        ctes.append(_add_on_conflict(insert, table, keys, adds).cte(name))
     statement = sa.select(finished.c.id).add_cte(*ctes)
-    _FINISH_STATEMENTS[key] = statement
+    _FINISH_STATEMENTS[shape] = statement
     return statement
+
+
+def _finish_steps(shape: _FinishShape) -> tuple[Any, list[Any]]:
+    """SQLite: the guarded UPDATE, then one upsert per rollup table (built once)."""
+    if (cached := _FINISH_STEPS.get(shape)) is not None:
+        return cached
+    upserts = []
+    for table, name, keys, adds in shape.rollups():
+        values = {k: sa.bindparam(f"{name}_{k}", type_=table.c[k].type) for k in (*keys, *adds)}
+        upserts.append(_add_on_conflict(sqlite.insert(table).values(values), table, keys, adds))
+    steps = _FINISH_STEPS[shape] = (shape.update(), upserts)
+    return steps
 
 
 async def get_prompt_with_active_version(
     session: AsyncSession, name: str
 ) -> tuple[Prompt, PromptVersion | None] | None:
     """A prompt and its active version in one query (the registry read path)."""
-    global _PROMPT_WITH_ACTIVE
+    global _PROMPT_WITH_ACTIVE, _PROMPT_WITH_ACTIVE_CORE
+    if pg_fast.usable(session):
+        if _PROMPT_WITH_ACTIVE_CORE is None:
+            p = cast(sa.Table, Prompt.__table__)
+            v = cast(sa.Table, PromptVersion.__table__)
+            columns = [c.label(f"p_{c.name}") for c in p.c] + [c.label(f"v_{c.name}") for c in v.c]
+            _PROMPT_WITH_ACTIVE_CORE = (
+                sa.select(*columns)
+                .select_from(p.outerjoin(v, v.c.id == p.c.active_version_id))
+                .where(p.c.name == sa.bindparam("name"))
+            )
+        found = await pg_fast.fetchrow(session, _PROMPT_WITH_ACTIVE_CORE, {"name": name})
+        if found is None:
+            return None
+        return _entity(Prompt, "p_", found), _entity(PromptVersion, "v_", found)
     if _PROMPT_WITH_ACTIVE is None:
         _PROMPT_WITH_ACTIVE = (
             sa.select(Prompt, PromptVersion)
@@ -868,3 +981,66 @@ async def get_prompt_with_active_version(
 
 
 _PROMPT_WITH_ACTIVE: Any = None
+_PROMPT_WITH_ACTIVE_CORE: Any = None
+
+
+async def claim_queued_with_context(
+    session: AsyncSession, execution_id: uuid.UUID, *, now: datetime
+) -> tuple[Execution, Prompt, PromptVersion, Model] | None:
+    """``claim_queued`` and ``get_execution_context`` together: one statement on PostgreSQL
+    (the claim as a data-modifying CTE joined to its prompt, version and model)."""
+    if not pg_fast.usable(session):
+        execution = await claim_queued(session, execution_id, now=now)
+        if execution is None:
+            return None
+        return (execution, *await get_execution_context(session, execution))
+    found = await pg_fast.fetchrow(
+        session, _claim_with_context_statement(), {"execution_id": execution_id, "now": now}
+    )
+    if found is None:
+        return None
+    return (
+        _entity(Execution, "e_", found),
+        _entity(Prompt, "p_", found),
+        _entity(PromptVersion, "v_", found),
+        _entity(Model, "m_", found),
+    )
+
+
+_ENTITY_COLUMNS[Execution] = [
+    (attr.key, attr.columns[0].name) for attr in Execution.__mapper__.column_attrs
+]
+_CLAIM_WITH_CONTEXT: Any = None
+
+
+def _claim_with_context_statement() -> Any:
+    global _CLAIM_WITH_CONTEXT
+    if _CLAIM_WITH_CONTEXT is not None:
+        return _CLAIM_WITH_CONTEXT
+    e = cast(sa.Table, Execution.__table__)
+    p = cast(sa.Table, Prompt.__table__)
+    v = cast(sa.Table, PromptVersion.__table__)
+    m = cast(sa.Table, Model.__table__)
+    now = sa.bindparam("now", type_=e.c.started_at.type)
+    claimed = (
+        sa.update(e)
+        .where(
+            e.c.id == sa.bindparam("execution_id"),
+            e.c.status == ExecutionStatus.QUEUED,
+            sa.or_(e.c.not_before.is_(None), e.c.not_before <= now),
+        )
+        .values(status=ExecutionStatus.RUNNING, started_at=now, attempts=e.c.attempts + 1)
+        .returning(*e.c)
+        .cte("claimed")
+    )
+    columns = [c.label(f"e_{c.name}") for c in claimed.c] + [
+        column.label(f"{prefix}{column.name}")
+        for prefix, table in (("p_", p), ("v_", v), ("m_", m))
+        for column in table.c
+    ]
+    _CLAIM_WITH_CONTEXT = sa.select(*columns).select_from(
+        claimed.join(p, p.c.id == claimed.c.prompt_id)
+        .join(v, v.c.id == claimed.c.prompt_version_id)
+        .join(m, m.c.id == claimed.c.model_id)
+    )
+    return _CLAIM_WITH_CONTEXT

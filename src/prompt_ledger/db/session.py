@@ -83,9 +83,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(target)
         configure_sqlite(engine.sync_engine)
         return engine
-    return create_async_engine(
-        target, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
-    )
+    # Up to 2 x pool_size connections, all kept open: with an overflow half, every check-in
+    # past pool_size closed its connection, so a loaded process reconnected (TCP, auth, a
+    # new server process, statement cache lost) over and over. Same ceiling, no churn.
+    return create_async_engine(target, pool_size=2 * pool_size, max_overflow=0, pool_pre_ping=False)
 
 
 def create_sync_engine(url: str) -> sa.Engine:

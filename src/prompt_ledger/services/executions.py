@@ -259,11 +259,11 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
     canceled, finished, or not yet due): duplicate deliveries land here and do nothing.
     """
     now = utcnow()
-    async with unit_of_work(rt.autocommit_sessions) as session:  # two single statements
-        execution = await repo.claim_queued(session, execution_id, now=now)
-        if execution is None:
-            return None
-        prompt, version, model = await repo.get_execution_context(session, execution)
+    async with unit_of_work(rt.autocommit_sessions) as session:
+        claimed = await repo.claim_queued_with_context(session, execution_id, now=now)
+    if claimed is None:
+        return None
+    execution, prompt, version, model = claimed
     record = ExecutionRecord(execution, prompt, version, model)
     values, retryable = await _attempt(rt, model, execution.rendered_prompt, execution.params)
     delay: float | None = None
@@ -304,11 +304,11 @@ async def _write_attempt(
     """Write an attempt's outcome if the attempt still owns the row (True when written); a
     final status also counts the execution in the analytics rollups, atomically with it.
 
-    PostgreSQL does both in one statement, from the outcome about to be written (the row
-    is ``execution`` plus ``values``: the UPDATE is guarded by status and attempt). SQLite
-    runs the UPDATE and the rollup upserts as separate statements of one transaction.
+    The rollup deltas come from the outcome about to be written (the row is ``execution``
+    plus ``values``: the UPDATE is guarded by status and attempt). PostgreSQL writes it all
+    in one statement; SQLite as statements of one transaction.
     """
-    if values.get("status") in repo.TERMINAL and repo.is_postgres(session):
+    if values.get("status") in repo.TERMINAL:
         return await repo.finish_running_execution(
             session,
             execution.id,

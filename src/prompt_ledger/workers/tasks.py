@@ -19,6 +19,7 @@ from celery.signals import worker_shutting_down
 from prompt_ledger.config import get_settings
 from prompt_ledger.db.session import create_engine, session_factory
 from prompt_ledger.db.tables import ExecutionStatus
+from prompt_ledger.gc_tuning import freeze_and_tune
 from prompt_ledger.logging import configure_logging, get_logger
 from prompt_ledger.providers.registry import close_providers, providers_from_settings
 from prompt_ledger.services import executions
@@ -29,6 +30,14 @@ from prompt_ledger.workers.dispatch import CeleryDispatcher
 log = get_logger(__name__)
 
 
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class LoopRunner:
     """An event loop in a daemon thread, with the process's engine, providers and runtime."""
 
@@ -37,13 +46,16 @@ class LoopRunner:
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._in_flight: set[Future[ExecutionStatus | None]] = set()
         self._lock = threading.Lock()
-        self.loop = asyncio.new_event_loop()
+        # uvloop (as uvicorn uses for the API) when installed: cheaper I/O callbacks for the
+        # hundreds of provider and database calls this loop keeps in flight.
+        self.loop = _new_event_loop()
         threading.Thread(
             target=self.loop.run_forever, name="promptledger-loop", daemon=True
         ).start()
         settings = get_settings()
         configure_logging(debug=settings.debug)
         self.runtime: Runtime = asyncio.run_coroutine_threadsafe(self._build(), self.loop).result()
+        freeze_and_tune()  # hundreds of executions in flight: as for `serve` (gc_tuning)
 
     async def _build(self) -> Runtime:
         settings = get_settings()

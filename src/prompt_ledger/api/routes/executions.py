@@ -51,7 +51,9 @@ def execution_request(
         prompt_mode=prompt_mode,
         execution_mode=execution_mode,
         input=body,
-        idempotency=parse_key(
+        idempotency=None
+        if key is None  # the fingerprint (a JSON dump of the body) only when there is a key
+        else parse_key(
             key, method=request.method, path=request.url.path, body=body.model_dump(mode="json")
         ),
     )
