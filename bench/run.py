@@ -456,6 +456,24 @@ def machine_state() -> dict[str, Any]:
     }
 
 
+def wait_until_quiet(minutes: float) -> dict[str, Any]:
+    """Wait (up to ``minutes``) for a quiet machine: 1-minute load average under 1.0 and no
+    pytest process, both for a whole minute. Returns what was seen."""
+    deadline = time.monotonic() + minutes * 60
+    quiet_since: float | None = None
+    while True:
+        state = machine_state()
+        quiet = state["loadavg"][0] < 1.0 and state["pytest_processes"] == 0
+        now = time.monotonic()
+        quiet_since = (quiet_since or now) if quiet else None
+        if quiet_since is not None and now - quiet_since >= 60:
+            return {**state, "quiet": True, "waited_s": round(minutes * 60 - (deadline - now))}
+        if now >= deadline:
+            return {**state, "quiet": False, "waited_s": round(minutes * 60)}
+        log(f"waiting for a quiet machine: {state}")
+        time.sleep(15)
+
+
 # --- the environment: database, redis, stub, API, worker ---------------------------------------
 
 
@@ -843,6 +861,8 @@ def _secondary(r: Result) -> list[str]:
         "p99_ms",
         "rps",
         "cpu_ms_per_req",
+        "cpu_ms_per_execution",
+        "provider_connections",
         "peak_rss_mb",
         "overhead_p99_ms",
         "wall_s",
@@ -990,11 +1010,14 @@ def scenario_sync_throughput(
     c = env.plan.concurrency
     since = datetime.now(UTC)
     name = f"sync_{api.backend}_{api.workers}p"
+
+    def one() -> dict[str, Any]:
+        before = stub_connections(env)
+        load = env.measure(req, connections=c, profile_pid=api.service.pid, profile_name=name)
+        return load_row(load, provider_connections=stub_connections(env) - before)
+
     runs = env.repeat(
-        lambda: load_row(
-            env.measure(req, connections=c, profile_pid=api.service.pid, profile_name=name)
-        ),
-        warmup=lambda: env.measure(req, connections=c, duration_s=env.plan.warmup_s),
+        one, warmup=lambda: env.measure(req, connections=c, duration_s=env.plan.warmup_s)
     )
     result = Result(
         name,
@@ -1017,6 +1040,7 @@ def scenario_inflight(env: Environment, api: Api) -> Result:
     runs = []
     ceiling = plan.inflight / plan.inflight_delay_s
     for _ in range(plan.runs):
+        connections_before = stub_connections(env)
         with PeakRss(api.service.pid) as rss:
             load = env.measure(
                 req,
@@ -1028,7 +1052,10 @@ def scenario_inflight(env: Environment, api: Api) -> Result:
             )
         runs.append(
             load_row(
-                load, peak_rss_mb=round(rss.peak_mb, 1), x_ceiling=round(load.rps / ceiling, 3)
+                load,
+                peak_rss_mb=round(rss.peak_mb, 1),
+                x_ceiling=round(load.rps / ceiling, 3),
+                provider_connections=stub_connections(env) - connections_before,
             )
         )
     result = Result(
@@ -1215,6 +1242,12 @@ def _span(engine: sa.Engine, ids: list[str]) -> tuple[datetime, datetime, int]:
     return row[0], row[1], int(row[2])
 
 
+def stub_connections(env: Environment) -> int:
+    """TCP connections the stub has accepted so far (its ``clients``): with connection reuse
+    a scenario opens about as many as it has calls in flight, not one per call."""
+    return int(httpx.get(f"{env.stub_url}/stats", timeout=10).json()["clients"])
+
+
 def _note_failures(result: Result, api: Api, since: datetime) -> None:
     failed = api.failed_since(since)
     if failed:
@@ -1295,6 +1328,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--profile", action="store_true", help="py-spy every measured server")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="MINUTES",
+        help="first wait up to MINUTES for load average < 1.0 and no pytest, for a minute",
+    )
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/<time>.json)")
     return parser.parse_args(argv)
 
@@ -1310,6 +1350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="pl-bench-"))
     generator = LoadGenerator(folder, args.generator)
     env = Environment(plan, folder, generator, args.profile)
+    quiet = wait_until_quiet(args.wait_quiet) if args.wait_quiet else None
     before = machine_state()
     started = time.perf_counter()
     log(
@@ -1364,6 +1405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "smoke": plan.smoke,
             "plan": asdict(plan),
             "generator": generator.name,
+            "quiet_wait": quiet,
             "machine_before": before,
             "machine_after": after,
             "cpus": os.cpu_count(),
@@ -1377,7 +1419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or RESULTS_DIR / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
-    print(f"\nJSON: {out}  (machine before {before['loadavg']}, after {after['loadavg']})")
+    print(
+        f"\nJSON: {out}\nmachine: load average before {before['loadavg']}, after "
+        f"{after['loadavg']}; pytest processes before {before['pytest_processes']}, after "
+        f"{after['pytest_processes']}; quiet wait: {quiet}"
+    )
     return 0
 
 

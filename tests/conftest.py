@@ -110,7 +110,7 @@ def settings(db_url: str, tmp_path: Path, stub_url: str) -> Iterator[Settings]:
         provider_timeout_s=2,
         execution_retry_delays=[0.05, 0.1, 0.1],  # type: ignore[arg-type]
         promptledger_home=tmp_path,
-        render_timeout_s=0.5,
+        render_timeout_s=2.0,  # generous: a loaded 2-core CI box must not time out plain renders
         sweep_interval_s=3600,
     )
     clean_database(db_url)

@@ -102,8 +102,9 @@ def stack(postgres_url: str, stub_url: str, tmp_path: Path) -> Iterator[Stack]:
         extra_env={
             "EXECUTION_RETRY_DELAYS": "0.1,0.2,0.2",
             "SWEEP_INTERVAL_S": "1",
-            # Each process's pool may grow to 40 connections; a stock PostgreSQL allows 100
-            # in all. Bounding the workers' in-flight executions bounds their connections.
+            # A stock PostgreSQL allows 100 connections in all, shared with the rest of the
+            # suite: 5 processes x (4 + 4 overflow) stay well under it.
+            "DATABASE_POOL_SIZE": "4",
             "PROMPTLEDGER_WORKER_MAX_IN_FLIGHT": "8",
         },
     ) as running:

@@ -124,7 +124,8 @@ def api_server(stub_process: str, tmp_path_factory: pytest.TempPathFactory) -> I
         url = create_database(PG_ADMIN_URL, name)
     except sa.exc.OperationalError as exc:
         service_unavailable("PostgreSQL", exc.orig)
-    config = StackConfig(render_timeout_s=1.0, sweep_interval_s=5.0)
+    # It lives until the end of the whole test session: a small idle pool.
+    config = StackConfig(render_timeout_s=1.0, sweep_interval_s=5.0, database_pool_size=3)
     with running_stack(
         tmp_path_factory.mktemp("api"),
         url,
@@ -132,8 +133,7 @@ def api_server(stub_process: str, tmp_path_factory: pytest.TempPathFactory) -> I
         stub_process,
         config=config,
         workers=0,
-        # It lives until the end of the whole test session: keep its idle pool small.
-        extra_env={"PL_SANDBOX_CANARY": SANDBOX_CANARY, "DATABASE_POOL_SIZE": "4"},
+        extra_env={"PL_SANDBOX_CANARY": SANDBOX_CANARY},
     ) as stack:
         yield stack
     drop_database(PG_ADMIN_URL, name)

@@ -373,6 +373,8 @@ class StackConfig:
     retry_delays: tuple[float, ...] = (0.2, 0.4, 0.8)
     render_timeout_s: float = 2.0
     debug: bool = False
+    # Each process keeps 2 x this many connections open; several stacks share one server.
+    database_pool_size: int = 5
 
     @property
     def max_attempts(self) -> int:
@@ -400,6 +402,7 @@ class StackConfig:
             "EXECUTION_RETRY_DELAYS": ",".join(str(d) for d in self.retry_delays),
             "RENDER_TIMEOUT_S": str(self.render_timeout_s),
             "DEBUG": "true" if self.debug else "false",
+            "DATABASE_POOL_SIZE": str(self.database_pool_size),
         }
 
 
@@ -447,10 +450,11 @@ class Stack:
             self.serve.wait_healthy()
         return self.serve
 
-    def start_worker(self, *, wait: bool = True) -> WorkerProcess:
+    def start_worker(self, *, wait: bool = True, **env: str) -> WorkerProcess:
+        """A ``promptledger worker``; ``env`` adds to (or overrides) the stack's settings."""
         assert self.redis_url, "workers need Redis"
         loglevel = "DEBUG" if self.config.debug else "INFO"
-        worker = WorkerProcess(self._name("worker"), self.env(), self.folder, loglevel)
+        worker = WorkerProcess(self._name("worker"), {**self.env(), **env}, self.folder, loglevel)
         worker.start()
         self.workers.append(worker)
         if wait:
