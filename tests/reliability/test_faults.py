@@ -213,7 +213,7 @@ def test_rolling_restart_with_sigterm_under_load_loses_nothing(
     # A warm shutdown drains its in-flight calls, so nothing should need recovery. But a
     # task the worker takes after its drain (the drain runs on worker_shutting_down, before
     # the consumer stops: workers/tasks.py) can be claimed and left running when the process
-    # exits, then recovered after RECOVERY_TIMEOUT_S: seen in one run of five, so
+    # exits, then recovered after RECOVERY_TIMEOUT_S: seen in two runs of seven, so
     # report.worker_lost is reported in the summary table rather than asserted to be 0.
 
 

@@ -14,7 +14,7 @@ import threading
 import uuid
 from concurrent.futures import Future
 
-from celery.signals import worker_shutting_down
+from celery.signals import worker_shutdown
 
 from prompt_ledger.config import get_settings
 from prompt_ledger.db.session import create_engine, session_factory
@@ -46,6 +46,7 @@ class LoopRunner:
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._in_flight: set[Future[ExecutionStatus | None]] = set()
         self._lock = threading.Lock()
+        self._draining = threading.Event()
         # uvloop (as uvicorn uses for the API) when installed: cheaper I/O callbacks for the
         # hundreds of provider and database calls this loop keeps in flight.
         self.loop = _new_event_loop()
@@ -70,6 +71,11 @@ class LoopRunner:
         )
 
     def submit(self, execution_id: uuid.UUID) -> None:
+        if self._draining.is_set():
+            # Shutting down: leave the row queued (nothing was claimed); the sweeper
+            # re-publishes it to a live worker.
+            log.info("execution_left_for_another_worker", execution_id=str(execution_id))
+            return
         self._slots.acquire()
         future = asyncio.run_coroutine_threadsafe(
             executions.execute_queued(self.runtime, execution_id), self.loop
@@ -86,7 +92,8 @@ class LoopRunner:
             log.error("execution_crashed", error=type(exc).__name__)
 
     def drain(self, timeout_s: float) -> None:
-        """Wait for in-flight executions (warm shutdown), then close connections."""
+        """Stop taking executions, wait for those in flight (warm shutdown), then close."""
+        self._draining.set()
         with self._lock:
             pending = list(self._in_flight)
         for future in pending:
@@ -119,7 +126,9 @@ def execute(execution_id: str) -> None:
     runner().submit(uuid.UUID(execution_id))
 
 
-@worker_shutting_down.connect
+# worker_shutdown fires once the consumer has stopped (worker_shutting_down fires before, while
+# messages may still arrive: one claimed after the drain would be cut off mid-call).
+@worker_shutdown.connect
 def _drain_on_shutdown(**_: object) -> None:
     if _runner is not None and _runner.pid == os.getpid():
         _runner.drain(timeout_s=get_settings().provider_timeout_s)
