@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import socket
 import time
@@ -15,7 +16,11 @@ import pytest
 from prompt_ledger.config import Settings
 from prompt_ledger.providers import ProviderError, ProviderErrorKind, ProviderResult
 from prompt_ledger.providers.base import Provider
-from prompt_ledger.providers.openai import OpenAIProvider, openai_provider_from_settings
+from prompt_ledger.providers.openai import (
+    OpenAIProvider,
+    _result_from_json,
+    openai_provider_from_settings,
+)
 from prompt_ledger.testing.stub_provider import serve_in_subprocess, stub_stats
 
 API_KEY = "sk-test-" + uuid.uuid4().hex
@@ -103,6 +108,73 @@ class TestSuccess:
             await provider.generate("again", model=MODEL, params=NO_PARAMS)
 
         assert stub_stats(stub_url)["clients"] == 1
+
+
+class TestMalformedAnswers:
+    """A 200 that is not a chat completion fails the call as a provider error, one call."""
+
+    @pytest.mark.parametrize(
+        ("fault", "message"),
+        [("malformed", "not JSON"), ("nochoices", "without a chat completion choice")],
+    )
+    async def test_async_path(
+        self, provider: OpenAIProvider, stub_url: str, fault: str, message: str
+    ) -> None:
+        error = await fail_with(provider, f"[[stub fault={fault}]]")
+
+        assert error.kind is ProviderErrorKind.PROVIDER_ERROR
+        assert message in error.message
+        assert stub_stats(stub_url)["calls"] == 1
+
+    @pytest.mark.parametrize("fault", ["malformed", "nochoices"])
+    def test_sync_path(self, sync_provider: OpenAIProvider, stub_url: str, fault: str) -> None:
+        with pytest.raises(ProviderError) as caught:
+            sync_provider.generate_sync(f"[[stub fault={fault}]]", model=MODEL, params=NO_PARAMS)
+
+        assert caught.value.kind is ProviderErrorKind.PROVIDER_ERROR
+        assert stub_stats(stub_url)["calls"] == 1
+
+    @pytest.mark.parametrize(
+        ("usage", "expected"),
+        [
+            ({"prompt_tokens": 3, "completion_tokens": 4}, (3, 4)),
+            ({"prompt_tokens": True, "completion_tokens": 2.5}, (None, None)),
+            ({"prompt_tokens": -1, "completion_tokens": 2**40}, (None, None)),
+            ("not an object", (None, None)),
+            (None, (None, None)),
+        ],
+    )
+    def test_only_storable_token_counts_are_kept(
+        self, usage: object, expected: tuple[int | None, int | None]
+    ) -> None:
+        body = {"id": "c1", "choices": [{"message": {"content": "hi"}}], "usage": usage}
+
+        result = _result_from_json(json.dumps(body).encode(), 5)
+
+        assert (result.prompt_tokens, result.response_tokens) == expected
+        assert (result.response_text, result.provider_request_id) == ("hi", "c1")
+
+    @pytest.mark.parametrize(
+        ("message", "text"),
+        [({"content": None, "refusal": "no"}, "no"), ({"content": None}, "")],
+    )
+    def test_refusal_or_empty_when_there_is_no_content(
+        self, message: dict[str, object], text: str
+    ) -> None:
+        body = json.dumps({"choices": [{"message": message}]}).encode()
+
+        result = _result_from_json(body, 1)
+
+        assert result.response_text == text
+        assert result.provider_request_id is None
+
+    def test_content_that_is_not_text_is_refused(self) -> None:
+        body = json.dumps({"choices": [{"message": {"content": ["a", "list"]}}]}).encode()
+
+        with pytest.raises(ProviderError) as caught:
+            _result_from_json(body, 1)
+
+        assert "not text" in caught.value.message
 
 
 class TestParams:

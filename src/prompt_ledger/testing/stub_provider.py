@@ -35,6 +35,8 @@ unknown name is answered with HTTP 400 so that typos do not pass silently:
   ``fail`` ones for the key; every call when ``fail`` is not given) never answer (``hang``: the
   stub waits until the client gives up and disconnects) or get the 200 headers and half of the
   body before the connection is dropped (``reset``). For fault-injection tests.
+* ``fault=malformed`` / ``fault=nochoices`` — a 200 whose body is not JSON, or JSON without
+  ``choices`` (a "compatible" server that answers nonsense).
 * ``retry_after=S`` — error answers carry a ``Retry-After: S`` header (as OpenAI's 429s do).
 
 Run it: ``python -m prompt_ledger.testing.stub_provider --port 8900``, or
@@ -86,7 +88,7 @@ _KNOWN = frozenset(
         "retry_after",
     }
 )
-_FAULTS = frozenset({"hang", "reset"})
+_FAULTS = frozenset({"hang", "reset", "malformed", "nochoices"})
 _HANG_LIMIT_S = 600.0
 _ERROR_TYPES = {401: "invalid_request_error", 429: "rate_limit_exceeded"}
 
@@ -218,6 +220,11 @@ class StubApp:
             if fault == "reset" and status != 400:
                 status = 0
                 await _send_partial_then_reset(send, payload)
+            if fault == "malformed" and status == 200:
+                await _send_raw(send, 200, b"<html>gateway says hello</html>", b"text/html")
+                return
+            if fault == "nochoices" and status == 200:
+                payload = {"id": "chatcmpl-empty", "object": "chat.completion"}
             await _send_json(send, status, payload, extra)
         finally:
             state.in_flight -= 1
@@ -378,6 +385,22 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
+async def _send_raw(
+    send: Send,
+    status: int,
+    data: bytes,
+    content_type: bytes,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(data)).encode()),
+        *(extra_headers or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
 async def _send_json(
     send: Send,
     status: int,
@@ -385,13 +408,7 @@ async def _send_json(
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(data)).encode()),
-        *(extra_headers or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+    await _send_raw(send, status, data, b"application/json", extra_headers)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from prompt_ledger.api.deps import RuntimeDep, SessionDep
 from prompt_ledger.api.errors import error_responses
@@ -78,11 +77,12 @@ def sync_response(record: ExecutionRecord, response: Response) -> ExecutionOut:
     return ExecutionOut.of(record)
 
 
-def async_response(record: ExecutionRecord) -> JSONResponse:
+def async_response(record: ExecutionRecord) -> Response:
     body = SubmitResponse(execution_id=record.execution.id, status=record.execution.status)
-    return JSONResponse(
-        body.model_dump(mode="json"),
+    return Response(
+        body.model_dump_json(),  # pydantic's serializer: no dict, no json.dumps
         status_code=status.HTTP_202_ACCEPTED,
+        media_type="application/json",
         headers=REPLAYED if record.replayed else None,
     )
 
@@ -115,7 +115,7 @@ async def submit(
     body: RunRequest,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyHeader = None,
-) -> JSONResponse:
+) -> Response:
     """Queue a full-mode prompt for the workers; poll the execution by its id."""
     req = full_mode_request(request, body, idempotency_key, ExecutionMode.ASYNC)
     return async_response(await service.submit(runtime, req))
