@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -76,7 +77,7 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def read_session(state: AppState) -> AsyncSession:
+def read_session(state: AppState) -> AbstractAsyncContextManager[AsyncSession]:
     """A session for a route that reads with one statement: on PostgreSQL it runs in
     autocommit (a statement is its own snapshot; no BEGIN/COMMIT round trips). Use it as
     ``async with read_session(state) as session``; nothing is committed."""

@@ -12,8 +12,10 @@ PostgreSQL together, so those statements skip it:
   timestamps), in the compiled order;
 * result columns go through the same result processors.
 
-Only sessions in autocommit (``Runtime.autocommit_sessions``) take this path: there is no
-transaction for SQLAlchemy to track, so running a statement beside it changes nothing.
+Only sessions bound to an autocommit connection (``db.session.ConnectionBoundSessions``, the
+hot path's ``Runtime.autocommit_sessions``) take this path: there is no transaction for
+SQLAlchemy to track, so running a statement beside it changes nothing, and the statement runs
+on the session's own connection.
 Everything else (and SQLite) keeps using SQLAlchemy normally.
 """
 
@@ -29,12 +31,21 @@ _Processor = Callable[[Any], Any] | None
 
 
 def usable(session: AsyncSession) -> bool:
-    """True for an autocommit session on PostgreSQL (asyncpg)."""
-    bind = session.get_bind()
-    return (
-        bind.dialect.driver == "asyncpg"
-        and bind.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
-    )
+    """True for a session bound to an autocommit PostgreSQL (asyncpg) connection."""
+    return _connection(session) is not None
+
+
+def _connection(session: AsyncSession) -> AsyncConnection | None:
+    """The autocommit asyncpg connection the session is bound to (``ConnectionBoundSessions``)."""
+    bind = session.bind
+    if (
+        isinstance(bind, AsyncConnection)
+        and bind.dialect.driver == "asyncpg"
+        and bind.sync_connection is not None
+        and bind.sync_connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    ):
+        return bind
+    return None
 
 
 class Compiled:
@@ -87,9 +98,10 @@ def compiled(statement: sa.Executable, dialect: sa.Dialect) -> Compiled:
 async def _execute(
     session: AsyncSession, statement: sa.Executable, params: Mapping[str, Any], method: str
 ) -> tuple[Compiled, Any]:
-    c = compiled(statement, session.get_bind().dialect)
+    connection = _connection(session)
+    assert connection is not None, "pg_fast needs a session from ConnectionBoundSessions"
+    c = compiled(statement, connection.dialect)
     args = c.args(params)
-    connection = await session.connection()
     raw = await connection.get_raw_connection()
     try:
         result = await getattr(raw.driver_connection, method)(c.sql, *args)

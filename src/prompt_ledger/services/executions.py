@@ -22,7 +22,7 @@ from uuid_utils.compat import uuid7
 
 from prompt_ledger.config import Settings
 from prompt_ledger.db import repositories as repo
-from prompt_ledger.db.session import unit_of_work
+from prompt_ledger.db.session import ConnectionBoundSessions, SessionFactory, unit_of_work
 from prompt_ledger.db.tables import (
     Execution,
     ExecutionMode,
@@ -70,14 +70,14 @@ class Runtime:
     providers: Mapping[ProviderName, Provider]
     settings: Settings
     dispatcher: Dispatcher
-    _autocommit: async_sessionmaker[AsyncSession] | None = field(default=None, repr=False)
+    _autocommit: SessionFactory | None = field(default=None, repr=False)
 
     @property
     def max_attempts(self) -> int:
         return 1 + len(self.settings.execution_retry_delays)
 
     @property
-    def autocommit_sessions(self) -> async_sessionmaker[AsyncSession]:
+    def autocommit_sessions(self) -> SessionFactory:
         """Sessions for the execution hot path, whose every step is one statement.
 
         On PostgreSQL each statement commits by itself: no BEGIN/COMMIT round trips, and the
@@ -87,11 +87,7 @@ class Runtime:
         if self._autocommit is None:
             bind = self.sessions.kw.get("bind")
             if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql":
-                self._autocommit = async_sessionmaker(
-                    bind.execution_options(isolation_level="AUTOCOMMIT"),
-                    expire_on_commit=False,
-                    autoflush=False,
-                )
+                self._autocommit = ConnectionBoundSessions(bind)
             else:
                 self._autocommit = self.sessions
         return self._autocommit
