@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from prompt_ledger.db import pg_fast
+from prompt_ledger.db import direct
 from prompt_ledger.db.tables import (
     EventType,
     Execution,
@@ -196,8 +196,8 @@ async def insert_execution_unless_key_taken(session: AsyncSession, values: dict[
             .returning(table.c.id)
         )
     params = {_EXECUTION_COLUMNS[k]: v for k, v in values.items()}
-    if pg_fast.usable(session):
-        return await pg_fast.fetchval(session, statement, params) is not None
+    if direct.usable(session):
+        return await direct.fetchval(session, statement, params) is not None
     connection = await session.connection()
     inserted = (await connection.execute(statement, params)).scalar()
     return inserted is not None
@@ -704,8 +704,8 @@ async def get_prompt_version_model(
     if version_number is not None:
         params["version_number"] = version_number
     by_number = version_number is not None
-    if pg_fast.usable(session):
-        found = await pg_fast.fetchrow(session, _resolve_core_statement(by_number), params)
+    if direct.usable(session):
+        found = await direct.fetchrow(session, _resolve_core_statement(by_number), params)
         if found is None:
             return None
         return (
@@ -735,7 +735,7 @@ _RESOLVE_CORE_STATEMENTS: dict[bool, Any] = {}
 
 
 def _resolve_core_statement(by_number: bool) -> Any:
-    """``_resolve_statement`` as Core columns labelled ``p_``/``v_``/``m_`` (pg_fast path)."""
+    """``_resolve_statement`` as Core columns labelled ``p_``/``v_``/``m_`` (direct path)."""
     if (cached := _RESOLVE_CORE_STATEMENTS.get(by_number)) is not None:
         return cached
     p = cast(sa.Table, Prompt.__table__)
@@ -850,17 +850,17 @@ async def finish_running_execution(
             **delta.totals,
         },
     )
-    if pg_fast.usable(session):
-        return await pg_fast.fetchval(session, _finish_statement(shape), params) is not None
-    connection = await session.connection()
     if is_postgres(session):
+        if direct.usable(session):
+            return await direct.fetchval(session, _finish_statement(shape), params) is not None
+        connection = await session.connection()
         written = (await connection.execute(_finish_statement(shape), params)).scalar()
         return written is not None
     update, upserts = _finish_steps(shape)
-    if (await connection.execute(update, params)).scalar() is None:
+    if await direct.fetchval(session, update, params) is None:
         return False
     for upsert in upserts:
-        await connection.execute(upsert, params)
+        await direct.fetchval(session, upsert, params)
     return True
 
 
@@ -956,7 +956,7 @@ async def get_prompt_with_active_version(
 ) -> tuple[Prompt, PromptVersion | None] | None:
     """A prompt and its active version in one query (the registry read path)."""
     global _PROMPT_WITH_ACTIVE, _PROMPT_WITH_ACTIVE_CORE
-    if pg_fast.usable(session):
+    if direct.usable(session):
         if _PROMPT_WITH_ACTIVE_CORE is None:
             p = cast(sa.Table, Prompt.__table__)
             v = cast(sa.Table, PromptVersion.__table__)
@@ -966,7 +966,7 @@ async def get_prompt_with_active_version(
                 .select_from(p.outerjoin(v, v.c.id == p.c.active_version_id))
                 .where(p.c.name == sa.bindparam("name"))
             )
-        found = await pg_fast.fetchrow(session, _PROMPT_WITH_ACTIVE_CORE, {"name": name})
+        found = await direct.fetchrow(session, _PROMPT_WITH_ACTIVE_CORE, {"name": name})
         if found is None:
             return None
         return _entity(Prompt, "p_", found), _entity(PromptVersion, "v_", found)
@@ -989,12 +989,12 @@ async def claim_queued_with_context(
 ) -> tuple[Execution, Prompt, PromptVersion, Model] | None:
     """``claim_queued`` and ``get_execution_context`` together: one statement on PostgreSQL
     (the claim as a data-modifying CTE joined to its prompt, version and model)."""
-    if not pg_fast.usable(session):
+    if not (is_postgres(session) and direct.usable(session)):
         execution = await claim_queued(session, execution_id, now=now)
         if execution is None:
             return None
         return (execution, *await get_execution_context(session, execution))
-    found = await pg_fast.fetchrow(
+    found = await direct.fetchrow(
         session, _claim_with_context_statement(), {"execution_id": execution_id, "now": now}
     )
     if found is None:
