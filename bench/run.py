@@ -663,6 +663,7 @@ class Environment:
                 str(pid),
                 "--subprocesses",
                 "--nonblocking",
+                "--gil",  # CPU: only samples of threads holding the GIL
                 "--format",
                 "raw",
                 "--rate",
