@@ -161,6 +161,7 @@ class Load:
     max_ms: float
     generator: str
     server_cpu_s: float | None = None  # CPU the measured server process tree used meanwhile
+    speed_ms: float | None = None  # python_speed_ms() around the run (lower = faster CPU)
 
     @property
     def rps(self) -> float:
@@ -170,7 +171,27 @@ class Load:
         row = {**asdict(self), "rps": round(self.rps, 1)}
         if self.server_cpu_s is not None and self.ok:
             row["cpu_ms_per_req"] = round(self.server_cpu_s * 1000 / self.ok, 3)
+            if self.speed_ms:
+                row["cpu_per_req_in_loops"] = round(row["cpu_ms_per_req"] / self.speed_ms, 3)
         return row
+
+
+SPEED_LOOPS = 300_000
+
+
+def python_speed_ms() -> float:
+    """CPU milliseconds for a fixed pure-Python loop, run in the bench process.
+
+    This VM's CPU speed moves on its own (seen: the same loop took 0.30 s, then 0.49 s, a few
+    seconds apart, on an idle machine), so every run records it (``speed_ms``) and the
+    server's CPU per request is also given in these loops (``cpu_per_req_in_loops``), a cost
+    that holds still while the machine speeds up and slows down.
+    """
+    start = time.process_time()
+    total = 0
+    for i in range(SPEED_LOOPS):
+        total += i * i
+    return round((time.process_time() - start) * 1000, 2)
 
 
 @dataclass(frozen=True)
@@ -641,6 +662,7 @@ class Environment:
         if self.profile and profile_pid is not None and profile_name:
             spy = self._py_spy(profile_pid, profile_name, duration)
         pids = descendants(profile_pid) if profile_pid is not None else []
+        speed_before = python_speed_ms()
         cpu_before = cpu_seconds(pids)
         with spy:
             load = self.gen.run(
@@ -648,6 +670,7 @@ class Environment:
             )
         if profile_pid is not None:
             load.server_cpu_s = cpu_seconds(pids) - cpu_before
+        load.speed_ms = round((speed_before + python_speed_ms()) / 2, 2)
         return load
 
     @contextlib.contextmanager
@@ -862,7 +885,10 @@ def _secondary(r: Result) -> list[str]:
         "p99_ms",
         "rps",
         "cpu_ms_per_req",
+        "cpu_per_req_in_loops",
         "cpu_ms_per_execution",
+        "cpu_per_execution_in_loops",
+        "speed_ms",
         "provider_connections",
         "peak_rss_mb",
         "overhead_p99_ms",
@@ -1136,6 +1162,7 @@ def scenario_worker(env: Environment, api: Api, *, delay: bool) -> Result:
             _empty_queue(env, engine)
             ids = asyncio.run(_submit_many(api, prompt, n))
             started = time.perf_counter()
+            speed_before = python_speed_ms()
             cpu = 0.0
             with env.worker() as worker:
                 profile = (
@@ -1153,12 +1180,15 @@ def scenario_worker(env: Environment, api: Api, *, delay: bool) -> Result:
                 cpu = cpu_seconds(descendants(worker.pid))  # start-up included
             first_start, last_done, ok = _span(engine, ids)
             span = (last_done - first_start).total_seconds()
+            speed = (speed_before + python_speed_ms()) / 2
             runs.append(
                 {
                     "rate": round(n / span, 1),
                     "span_s": round(span, 2),
                     "wall_s": round(wall, 2),
                     "cpu_ms_per_execution": round(cpu * 1000 / n, 3),
+                    "cpu_per_execution_in_loops": round(cpu * 1000 / n / speed, 3),
+                    "speed_ms": round(speed, 2),
                     "succeeded": ok,
                     "executions": n,
                 }
