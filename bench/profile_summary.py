@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ("prompt_ledger/services/", "prompt_ledger/api/"),
     ),
     (
-        "database: SQLAlchemy + asyncpg/aiosqlite + pg_fast",
+        "database: SQLAlchemy + asyncpg/aiosqlite + db/direct",
         ("sqlalchemy/", "asyncpg/", "aiosqlite/", "greenlet", "prompt_ledger/db/"),
     ),
     (
@@ -32,21 +32,22 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ("openai/", "httpx2/", "aiohttp/", "prompt_ledger/providers/"),
     ),
     (
-        "template rendering (thread pool + Jinja2)",
-        ("rendering.py", "jinja2/", "concurrent/futures", "threading.py"),
+        "template rendering (sandboxed Jinja2)",
+        ("rendering.py", "jinja2/"),
     ),
     ("logging (structlog)", ("structlog/", "prompt_ledger/logging.py")),
     ("Celery / kombu / redis (publish, consume)", ("celery/", "kombu/", "redis/", "vine/")),
     ("garbage collection / imports", ("<frozen importlib", "gc_tuning")),
+    ("threads: hand-offs and pools", ("concurrent/futures", "threading.py", "workers/tasks.py")),
 ]
 
 
 # A sample inside one of these is charged to it whatever it calls (the SDK's pydantic models
 # are the provider call's cost, not "pydantic"); otherwise to the innermost layer present.
 STICKY = {
-    "database: SQLAlchemy + asyncpg/aiosqlite + pg_fast",
+    "database: SQLAlchemy + asyncpg/aiosqlite + db/direct",
     "provider call: openai SDK + httpx2 + aiohttp",
-    "template rendering (thread pool + Jinja2)",
+    "template rendering (sandboxed Jinja2)",
     "logging (structlog)",
     "Celery / kombu / redis (publish, consume)",
 }
