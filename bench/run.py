@@ -1165,6 +1165,12 @@ def scenario_worker(env: Environment, api: Api, *, delay: bool) -> Result:
             speed_before = python_speed_ms()
             cpu = 0.0
             with env.worker() as worker:
+                if env.profile:  # sample the steady state, not the worker's imports
+                    _wait_for(
+                        lambda ids=ids: _finished(engine, ids) >= min(n, 100),  # type: ignore[misc]
+                        120,
+                        f"worker did not start executing:\n{worker.tail()}",
+                    )
                 profile = (
                     env._py_spy(worker.pid, f"worker_{'1s' if delay else '0s'}", 8)
                     if env.profile
