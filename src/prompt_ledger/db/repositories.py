@@ -182,7 +182,8 @@ async def insert_execution_unless_key_taken(session: AsyncSession, values: dict[
     """Insert the row; False when another request already holds its idempotency key.
 
     ``ON CONFLICT DO NOTHING`` waits for a concurrent holder of the key to commit, so the
-    caller can read the winner's row right after (PostgreSQL, READ COMMITTED).
+    caller can read the winner's row right after (PostgreSQL, READ COMMITTED). Needs a
+    hot-path session (``Runtime.autocommit_sessions``: see ``db.direct``).
     """
     dialect = session.get_bind().dialect.name
     statement = _INSERT_EXECUTION.get(dialect)
@@ -196,11 +197,7 @@ async def insert_execution_unless_key_taken(session: AsyncSession, values: dict[
             .returning(table.c.id)
         )
     params = {_EXECUTION_COLUMNS[k]: v for k, v in values.items()}
-    if direct.usable(session):
-        return await direct.fetchval(session, statement, params) is not None
-    connection = await session.connection()
-    inserted = (await connection.execute(statement, params)).scalar()
-    return inserted is not None
+    return await direct.fetchval(session, statement, params) is not None
 
 
 _INSERT_EXECUTION: dict[str, Any] = {}
@@ -699,22 +696,20 @@ async def get_prompt_version_model(
 ) -> tuple[Prompt, PromptVersion | None, Model | None] | None:
     """What an execution needs, in one query: the prompt by name, the version to run (that
     number, else the active one) and the active model named. None when the prompt does not
-    exist; a missing version or model is None in its place."""
+    exist; a missing version or model is None in its place. Needs a hot-path session."""
     params: dict[str, Any] = {"name": name, "provider": provider, "model_name": model_name}
     if version_number is not None:
         params["version_number"] = version_number
-    by_number = version_number is not None
-    if direct.usable(session):
-        found = await direct.fetchrow(session, _resolve_core_statement(by_number), params)
-        if found is None:
-            return None
-        return (
-            _entity(Prompt, "p_", found),
-            _entity(PromptVersion, "v_", found),
-            _entity(Model, "m_", found),
-        )
-    row = (await session.execute(_resolve_statement(by_number), params)).first()
-    return None if row is None else (row[0], row[1], row[2])
+    found = await direct.fetchrow(
+        session, _resolve_statement(by_number=version_number is not None), params
+    )
+    if found is None:
+        return None
+    return (
+        _entity(Prompt, "p_", found),
+        _entity(PromptVersion, "v_", found),
+        _entity(Model, "m_", found),
+    )
 
 
 _ENTITY_COLUMNS: dict[type[Any], list[tuple[str, str]]] = {
@@ -731,12 +726,13 @@ def _entity(cls: type[Any], prefix: str, row: dict[str, Any]) -> Any:
     return cls(**{key: row[prefix + column] for key, column in _ENTITY_COLUMNS[cls]})
 
 
-_RESOLVE_CORE_STATEMENTS: dict[bool, Any] = {}
+_RESOLVE_STATEMENTS: dict[bool, Any] = {}
 
 
-def _resolve_core_statement(by_number: bool) -> Any:
-    """``_resolve_statement`` as Core columns labelled ``p_``/``v_``/``m_`` (direct path)."""
-    if (cached := _RESOLVE_CORE_STATEMENTS.get(by_number)) is not None:
+def _resolve_statement(by_number: bool) -> Any:
+    """Prompt, version and model as Core columns labelled ``p_``/``v_``/``m_``, built once
+    per variant with bound parameters (building costs more than running)."""
+    if (cached := _RESOLVE_STATEMENTS.get(by_number)) is not None:
         return cached
     p = cast(sa.Table, Prompt.__table__)
     v = cast(sa.Table, PromptVersion.__table__)
@@ -760,37 +756,6 @@ def _resolve_core_statement(by_number: bool) -> Any:
         sa.select(*columns)
         .select_from(p.outerjoin(v, version_on).outerjoin(m, model_on))
         .where(p.c.name == sa.bindparam("name"))
-    )
-    _RESOLVE_CORE_STATEMENTS[by_number] = statement
-    return statement
-
-
-_RESOLVE_STATEMENTS: dict[bool, Any] = {}
-
-
-def _resolve_statement(by_number: bool) -> Any:
-    """Built once per variant, with bound parameters (building costs more than running)."""
-    if (cached := _RESOLVE_STATEMENTS.get(by_number)) is not None:
-        return cached
-    version_on = (
-        sa.and_(
-            PromptVersion.prompt_id == Prompt.id,
-            PromptVersion.version_number == sa.bindparam("version_number"),
-        )
-        if by_number
-        else PromptVersion.id == Prompt.active_version_id
-    )
-    model_on = sa.and_(
-        Model.provider == sa.bindparam("provider"),
-        Model.model_name == sa.bindparam("model_name"),
-        Model.is_active,
-    )
-    statement = (
-        sa.select(Prompt, PromptVersion, Model)
-        .select_from(Prompt)
-        .outerjoin(PromptVersion, version_on)
-        .outerjoin(Model, model_on)
-        .where(Prompt.name == sa.bindparam("name"))
     )
     _RESOLVE_STATEMENTS[by_number] = statement
     return statement
@@ -954,34 +919,25 @@ def _finish_steps(shape: _FinishShape) -> tuple[Any, list[Any]]:
 async def get_prompt_with_active_version(
     session: AsyncSession, name: str
 ) -> tuple[Prompt, PromptVersion | None] | None:
-    """A prompt and its active version in one query (the registry read path)."""
-    global _PROMPT_WITH_ACTIVE, _PROMPT_WITH_ACTIVE_CORE
-    if direct.usable(session):
-        if _PROMPT_WITH_ACTIVE_CORE is None:
-            p = cast(sa.Table, Prompt.__table__)
-            v = cast(sa.Table, PromptVersion.__table__)
-            columns = [c.label(f"p_{c.name}") for c in p.c] + [c.label(f"v_{c.name}") for c in v.c]
-            _PROMPT_WITH_ACTIVE_CORE = (
-                sa.select(*columns)
-                .select_from(p.outerjoin(v, v.c.id == p.c.active_version_id))
-                .where(p.c.name == sa.bindparam("name"))
-            )
-        found = await direct.fetchrow(session, _PROMPT_WITH_ACTIVE_CORE, {"name": name})
-        if found is None:
-            return None
-        return _entity(Prompt, "p_", found), _entity(PromptVersion, "v_", found)
+    """A prompt and its active version in one query (the registry read path). Needs a
+    hot-path session (see ``db.direct``)."""
+    global _PROMPT_WITH_ACTIVE
     if _PROMPT_WITH_ACTIVE is None:
+        p = cast(sa.Table, Prompt.__table__)
+        v = cast(sa.Table, PromptVersion.__table__)
+        columns = [c.label(f"p_{c.name}") for c in p.c] + [c.label(f"v_{c.name}") for c in v.c]
         _PROMPT_WITH_ACTIVE = (
-            sa.select(Prompt, PromptVersion)
-            .outerjoin(PromptVersion, PromptVersion.id == Prompt.active_version_id)
-            .where(Prompt.name == sa.bindparam("name"))
+            sa.select(*columns)
+            .select_from(p.outerjoin(v, v.c.id == p.c.active_version_id))
+            .where(p.c.name == sa.bindparam("name"))
         )
-    row = (await session.execute(_PROMPT_WITH_ACTIVE, {"name": name})).first()
-    return None if row is None else (row[0], row[1])
+    found = await direct.fetchrow(session, _PROMPT_WITH_ACTIVE, {"name": name})
+    if found is None:
+        return None
+    return _entity(Prompt, "p_", found), _entity(PromptVersion, "v_", found)
 
 
 _PROMPT_WITH_ACTIVE: Any = None
-_PROMPT_WITH_ACTIVE_CORE: Any = None
 
 
 async def claim_queued_with_context(
