@@ -235,8 +235,7 @@ class TestRender:
         started = time.monotonic()
         with pytest.raises(PromptTooLarge):
             _render("{% for i in range(100000) %}{{ row }}{% endfor %}", {"row": "y" * 1000})
-        # stops after ~200 KB, not 100 MB (seconds); generous for a slow, loaded CI machine
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 0.1
 
     def test_nul_in_output_is_validation_error(self) -> None:
         with pytest.raises(ValidationFailed, match="NUL"):
@@ -555,8 +554,7 @@ class TestWatchdog:
         started = time.monotonic()
         with pytest.raises(RenderError, match="longer than"):
             _render(BOMBS["wordwrap-long"], timeout_s=0.1)
-        # the timeout plus the watchdog's reaction, with room for a slow, loaded CI machine
-        assert time.monotonic() - started < 0.1 + 0.5
+        assert time.monotonic() - started < 0.1 + 0.3
 
     def test_no_stray_exception_after_interrupted_renders(self) -> None:
         for _ in range(3):
