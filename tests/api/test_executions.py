@@ -136,6 +136,8 @@ class TestRunSync:
             ("[[stub status=400]]", "bad_request"),
             ("[[stub status=404]]", "bad_request"),
             ("[[stub delay=3]]", "timeout"),
+            ("[[stub fault=malformed]]", "provider_error"),  # a 200 that is not JSON
+            ("[[stub fault=nochoices]]", "provider_error"),  # JSON without a choice
         ],
     )
     async def test_provider_errors_are_recorded_as_failed(
