@@ -73,9 +73,17 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+@pytest.fixture(scope="session")
+def psycopg_url(postgres_url: str) -> str:
+    """The same database through the other documented driver (SPEC §2, §12)."""
+    url = sa.make_url(postgres_url).set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres", "psycopg"])
 def db_url(request: pytest.FixtureRequest) -> str:
-    """Every test that takes this runs once per backend."""
+    """Every test that takes this runs once per backend and driver: SQLite (aiosqlite),
+    PostgreSQL through ``postgresql://`` (asyncpg) and ``postgresql+psycopg://``."""
     url: str = request.getfixturevalue(f"{request.param}_url")
     return url
 

@@ -15,9 +15,11 @@ from prompt_ledger.config import Settings
 WRITERS = 20
 
 
-@pytest.fixture
-def db_url(postgres_url: str) -> str:
-    return postgres_url
+@pytest.fixture(params=["postgres", "psycopg"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Row locks settle these races: PostgreSQL only, through both of its drivers."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ async def clients(settings: Settings) -> AsyncIterator[list[httpx.AsyncClient]]:
     yield clients
     for c, app in zip(clients, apps, strict=True):
         await c.aclose()
-        await app.state.promptledger.engine.dispose()
+        await app.state.promptledger.db.dispose()
 
 
 async def test_same_text_concurrently_gives_one_version(

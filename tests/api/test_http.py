@@ -60,7 +60,7 @@ class TestAuth:
             assert (
                 await c.get("/v1/prompts", headers={"X-API-Key": "old-key-"})
             ).status_code == 401
-        await app.state.promptledger.engine.dispose()
+        await app.state.promptledger.db.dispose()
 
     async def test_health_needs_no_key(self, client: httpx.AsyncClient) -> None:
         r = await client.get("/health", headers={"X-API-Key": ""})
@@ -98,7 +98,7 @@ class TestBodyLimit:
             headers={"X-API-Key": settings.accepted_api_keys()[0]},
         ) as c:
             yield c
-        await app.state.promptledger.engine.dispose()
+        await app.state.promptledger.db.dispose()
 
     async def test_declared_length_over_cap_is_413(self, small_client: httpx.AsyncClient) -> None:
         r = await small_client.put("/v1/prompts/p", json={"template_source": "x" * 2000})
@@ -181,7 +181,7 @@ class TestReadyWithRedis:
             transport=httpx.ASGITransport(app=app), base_url="http://t"
         ) as c:
             r = await c.get("/health/ready")
-        await app.state.promptledger.engine.dispose()
+        await app.state.promptledger.db.dispose()
         assert r.status_code == 503
         assert r.json()["error"]["code"] == "unavailable"
         assert r.json()["error"]["details"] == {"database": "up", "redis": "down"}
@@ -199,6 +199,6 @@ class TestReadyWithRedis:
             transport=httpx.ASGITransport(app=app), base_url="http://t"
         ) as c:
             r = await c.get("/health/ready")
-        await app.state.promptledger.engine.dispose()
+        await app.state.promptledger.db.dispose()
         assert r.status_code == 200
         assert r.json() == {"status": "ready", "database": "up", "redis": "up"}

@@ -128,9 +128,10 @@ class TestMisuse:
 
 
 class TestConcurrentKeys:
-    @pytest.fixture
-    def db_url(self, postgres_url: str) -> str:
-        return postgres_url
+    @pytest.fixture(params=["postgres", "psycopg"])
+    def db_url(self, request: pytest.FixtureRequest) -> str:
+        url: str = request.getfixturevalue(f"{request.param}_url")
+        return url
 
     @pytest.fixture
     async def replicas(self, settings: Settings) -> AsyncIterator[list[httpx.AsyncClient]]:

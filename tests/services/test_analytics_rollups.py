@@ -9,17 +9,19 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prompt_ledger.config import Settings
-from prompt_ledger.db import repositories as repo
-from prompt_ledger.db.session import create_engine, session_factory, unit_of_work
+from prompt_ledger.db import ledger as ledger_statements
+from prompt_ledger.db.session import Database
 from prompt_ledger.db.tables import (
+    FINAL_STATUSES,
     Execution,
     ExecutionMode,
     ExecutionStatus,
+    Model,
     PromptMode,
-    ProviderName,
 )
 from prompt_ledger.services import analytics, prompts
 from prompt_ledger.services.analytics import bucket_floor, latency_bucket
@@ -49,20 +51,23 @@ def nearest_rank_p95(values: list[int]) -> int | None:
 
 @pytest.fixture
 async def ledger(settings: Settings) -> AsyncIterator[tuple[AsyncSession, list[dict[str, object]]]]:
-    """Three prompts (two modes) and 400 executions over five hours, with known numbers."""
-    engine = create_engine(settings.resolved_database_url)
-    sessions = session_factory(engine)
+    """Three prompts (two modes) and 400 executions over five hours, with known numbers.
+
+    Each finished row is inserted unfinished, then finished through the ledger's own
+    transition (``db.ledger.finish``), which is what maintains the rollups."""
+    db = Database(settings.resolved_database_url)
     rng = random.Random(7)
     rows: list[dict[str, object]] = []
-    async with unit_of_work(sessions) as session:
-        model = await repo.get_active_model(session, ProviderName.OPENAI, "gpt-4o-mini")
+    finishing: list[tuple[Execution, ExecutionStatus]] = []
+    async with db.unit_of_work() as session:
+        model = await session.scalar(sa.select(Model).where(Model.model_name == "gpt-4o-mini"))
         assert model is not None
         setup = [("A", PromptMode.FULL), ("B", PromptMode.FULL), ("C.t", PromptMode.TRACKING)]
         saved = {n: await prompts.save_version(session, n, "x", mode=m) for n, m in setup}
         for _ in range(400):
             name = rng.choice(["A", "A", "B", "C.t"])
             status = ExecutionStatus(rng.choice(STATUSES))
-            finished = status in repo.TERMINAL
+            finished = status in FINAL_STATUSES
             latency = (
                 rng.choice([rng.randint(0, 99), rng.randint(100, 5000)])
                 if finished and status != ExecutionStatus.CANCELED
@@ -87,10 +92,14 @@ async def ledger(settings: Settings) -> AsyncIterator[tuple[AsyncSession, list[d
                 params_dropped=[],
                 metadata_={},
             )
-            session.add(row)
-            await session.flush()
             if finished:
-                await analytics.record_finished(session, row)
+                row.status = (
+                    ExecutionStatus.QUEUED
+                    if status == ExecutionStatus.CANCELED
+                    else ExecutionStatus.RUNNING
+                )
+                finishing.append((row, status))
+            session.add(row)
             rows.append(
                 {
                     "name": name,
@@ -102,9 +111,21 @@ async def ledger(settings: Settings) -> AsyncIterator[tuple[AsyncSession, list[d
                     "created": created,
                 }
             )
-    async with sessions() as session:
+    async with db.ledger() as ex:
+        for row, status in finishing:
+            from_status = row.status
+            row.status = status
+            assert await ledger_statements.finish(
+                ex,
+                row.id,
+                from_status=from_status,
+                attempt=1 if from_status == ExecutionStatus.RUNNING else None,
+                values={"status": status},
+                delta=analytics.rollup_delta(row),
+            )
+    async with db.snapshot() as session:
         yield session, rows
-    await engine.dispose()
+    await db.dispose()
 
 
 def expected(

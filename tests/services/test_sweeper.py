@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from tests.api.test_executions import RUN, SUBMIT, body, save, wait_done
 
-from prompt_ledger.db.session import unit_of_work
-from prompt_ledger.db.tables import Execution, utcnow
-from prompt_ledger.services import executions
+from prompt_ledger.db import ledger
+from prompt_ledger.db.tables import Execution, ExecutionStatus, utcnow
+from prompt_ledger.services import analytics, executions
 from prompt_ledger.services.executions import Runtime
 from prompt_ledger.testing.stub_provider import stub_stats
 
@@ -43,7 +43,7 @@ async def held(
 
 
 async def set_row(runtime: Runtime, execution_id: str, **values: object) -> None:
-    async with unit_of_work(runtime.sessions) as session:
+    async with runtime.db.unit_of_work() as session:
         await session.execute(
             sa.update(Execution).where(Execution.id == uuid.UUID(execution_id)).values(**values)
         )
@@ -120,13 +120,28 @@ class TestStaleRunning:
         await set_row(runtime, str(eid), status="running", attempts=1, started_at=utcnow())
         await executions.sweep(runtime, now=later(runtime))
         assert await executions.execute_queued(runtime, eid) == "succeeded"  # attempt 2
-        async with unit_of_work(runtime.sessions) as session:
-            from prompt_ledger.db import repositories as repo
-
-            written = await repo.update_running_execution(
-                session, eid, attempt=1, values={"status": "failed", "error_type": "timeout"}
+        async with runtime.db.ledger() as ex:
+            written = await ledger.write_attempt(
+                ex,
+                eid,
+                from_status=ExecutionStatus.RUNNING,
+                attempt=1,
+                values={"status": ExecutionStatus.QUEUED, "error_type": "timeout"},
             )
-        assert written is None
+            assert not written
+            found = await ledger.get_execution(ex, eid)
+            assert found is not None
+            late = found[0]
+            late.attempts, late.status, late.latency_ms = 1, ExecutionStatus.FAILED, 5
+            finished = await ledger.finish(
+                ex,
+                eid,
+                from_status=ExecutionStatus.RUNNING,
+                attempt=1,
+                values={"status": ExecutionStatus.FAILED, "error_type": "timeout"},
+                delta=analytics.rollup_delta(late),
+            )
+            assert not finished
         assert (await client.get(f"/v1/executions/{eid}")).json()["status"] == "succeeded"
 
 

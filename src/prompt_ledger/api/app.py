@@ -14,7 +14,7 @@ from prompt_ledger.api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from prompt_ledger.api.middleware import BodyLimitMiddleware
 from prompt_ledger.api.routes import analytics, executions, metrics, ops, prompts, tracking
 from prompt_ledger.config import Settings, get_settings
-from prompt_ledger.db.session import create_engine, session_factory
+from prompt_ledger.db.session import Database
 from prompt_ledger.gc_tuning import freeze_and_tune
 from prompt_ledger.logging import configure_logging
 from prompt_ledger.providers.registry import close_providers, providers_from_settings
@@ -39,8 +39,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         raise RuntimeError(
             "no API key: set API_KEY, or start with `promptledger serve`, which creates one"
         )
-    engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
-    sessions = session_factory(engine)
+    db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
     providers = providers_from_settings(settings)
     worker: InProcessWorker | None = None
     dispatcher: Dispatcher
@@ -48,13 +47,12 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         dispatcher = CeleryDispatcher(settings.redis_url)
     else:
         dispatcher = worker = InProcessWorker()
-    runtime = Runtime(sessions, providers, settings, dispatcher)
+    runtime = Runtime(db, providers, settings, dispatcher)
     if worker is not None:
         worker.runtime = runtime
     state = AppState(
         settings=settings,
-        engine=engine,
-        sessions=sessions,
+        db=db,
         api_key_digests=key_digests(keys),
         runtime=runtime,
     )
@@ -71,7 +69,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         if worker is not None:
             await worker.drain(SHUTDOWN_DRAIN_S)
         await close_providers(providers)
-        await engine.dispose()
+        await db.dispose()
 
     app = FastAPI(
         title="PromptLedger",

@@ -5,16 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from prompt_ledger.config import Settings
-from prompt_ledger.db.session import unit_of_work
+from prompt_ledger.db.session import Database
 from prompt_ledger.errors import Unauthorized
 from prompt_ledger.services.executions import Runtime
 
@@ -24,8 +23,7 @@ class AppState:
     """What a request needs from the process: built once in ``create_app``."""
 
     settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    db: Database
     # sha256 digests of the accepted keys: comparing equal-length digests leaks neither
     # the key nor its length through timing.
     api_key_digests: tuple[bytes, ...]
@@ -68,7 +66,7 @@ async def require_api_key(
 
 async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed before the response is sent, or rolled back."""
-    async with unit_of_work(state.sessions) as session:
+    async with state.db.unit_of_work() as session:
         yield session
 
 
@@ -77,11 +75,13 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def read_session(state: AppState) -> AbstractAsyncContextManager[AsyncSession]:
-    """A session for a route that reads with one statement: on PostgreSQL it runs in
-    autocommit (a statement is its own snapshot; no BEGIN/COMMIT round trips). Use it as
-    ``async with read_session(state) as session``; nothing is committed."""
-    return state.runtime.autocommit_sessions()
+async def get_snapshot(state: StateDep) -> AsyncIterator[AsyncSession]:
+    """A read-only session whose queries all see one snapshot (reports over several tables)."""
+    async with state.db.snapshot() as session:
+        yield session
+
+
+SnapshotDep = Annotated[AsyncSession, Depends(get_snapshot, scope="function")]
 
 
 async def get_runtime(state: StateDep) -> Runtime:

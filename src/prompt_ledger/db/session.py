@@ -7,9 +7,9 @@ Alembic and other sync callers use the matching sync driver. Only ``unit_of_work
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeAlias
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from prompt_ledger.db.executor import Executor, Statements, driver_supported
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -54,6 +56,11 @@ def is_sqlite(url: str | sa.URL) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+# Execution option of read-only SQLite sessions: a deferred BEGIN, so reads never queue
+# behind (or hold up) writers.
+_DEFERRED = "promptledger_deferred_begin"
+
+
 def configure_sqlite(engine: sa.Engine) -> None:
     """WAL, foreign keys, and ``BEGIN IMMEDIATE``.
 
@@ -74,7 +81,8 @@ def configure_sqlite(engine: sa.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        deferred = conn.get_execution_options().get(_DEFERRED, False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -101,35 +109,10 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-# What ``unit_of_work`` opens sessions from: an ``async_sessionmaker``, or any callable giving
-# an async context manager that yields a session (``ConnectionBoundSessions``).
-SessionFactory: TypeAlias = Callable[[], AbstractAsyncContextManager[AsyncSession]]
-
-
-class ConnectionBoundSessions:
-    """Autocommit sessions, each on a connection checked out before it starts (PostgreSQL).
-
-    For the hot path, whose every step is one statement that commits by itself: the session
-    is bound to an ``AsyncConnection`` rather than to the engine, so ``db.direct`` runs its
-    statements on that connection without the session's transaction bookkeeping (measured:
-    0.41 -> 0.22 ms of CPU for a one-statement unit of work). ORM statements in the session
-    work as usual, on the same connection.
-    """
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-
-    @asynccontextmanager
-    async def __call__(self) -> AsyncIterator[AsyncSession]:
-        async with (
-            self.engine.connect() as connection,
-            AsyncSession(bind=connection, expire_on_commit=False, autoflush=False) as session,
-        ):
-            yield session
-
-
 @asynccontextmanager
-async def unit_of_work(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+async def unit_of_work(
+    factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
     """A session that commits when the block succeeds and rolls back when it raises."""
     async with factory() as session:
         try:
@@ -138,3 +121,64 @@ async def unit_of_work(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+
+
+class Database:
+    """The process's database: its engine and the three ways to work with it.
+
+    * ``unit_of_work()``: an ORM session in one read-write transaction (registry writes:
+      the prompt row is locked, so versions are decided one writer at a time);
+    * ``snapshot()``: an ORM session whose reads all see one snapshot, without taking any
+      write lock (analytics, /metrics: PostgreSQL ``REPEATABLE READ, READ ONLY``; SQLite a
+      deferred transaction, which in WAL mode reads one snapshot);
+    * ``ledger()``: an ``Executor`` for the execution ledger's statements, each committing
+      by itself (PostgreSQL in autocommit, SQLite outside any transaction): no BEGIN/COMMIT
+      round trips, and row or table locks last one statement.
+
+    Every isolation, locking and dialect choice is made here, not by the callers.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.engine = create_engine(url, pool_size=pool_size)
+        dialect = self.engine.dialect
+        if not driver_supported(dialect):
+            raise ValueError(f"unsupported database driver {dialect.driver!r}")
+        self.sessions = session_factory(self.engine)
+        if dialect.name == "postgresql":
+            reading = self.engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+            self._ledger_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            reading = self.engine.execution_options(**{_DEFERRED: True})
+            self._ledger_engine = self.engine
+        self._snapshots = session_factory(reading)
+        self._statements = Statements(dialect)
+
+    def unit_of_work(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return unit_of_work(self.sessions)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncSession]:
+        async with self._snapshots() as session:
+            try:
+                yield session
+            finally:
+                await session.rollback()  # it only read
+
+    @asynccontextmanager
+    async def ledger(self) -> AsyncIterator[Executor]:
+        async with self._ledger_engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            yield Executor(connection, raw.driver_connection, self._statements)
+
+    async def ping(self) -> None:
+        """One round trip; raises what the driver raises when the database is down."""
+        async with self.ledger() as ex:
+            await ex.fetch_value(_PING, {})
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+_PING = sa.select(sa.literal(1))

@@ -80,6 +80,10 @@ class ExecutionStatus(enum.StrEnum):
     CANCELED = "canceled"
 
 
+# The statuses an execution never leaves: counted in the rollups when reached.
+FINAL_STATUSES = (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELED)
+
+
 class ProviderName(enum.StrEnum):
     OPENAI = "openai"
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prompt_ledger.db import repositories as repo
+from prompt_ledger.db.ledger import RollupDelta
 from prompt_ledger.db.tables import TOKEN_BUCKETS, Execution, ExecutionStatus, PromptMode
 
 EXACT_BELOW_MS = 100
@@ -67,34 +68,11 @@ def ceil_hour(moment: datetime) -> datetime:
 # --- writing ------------------------------------------------------------------------------
 
 
-async def record_finished(session: AsyncSession, execution: Execution) -> None:
-    """Count a execution that just reached a final status. Call once, in that transaction.
-
-    (The execution hot path on PostgreSQL writes the same ``rollup_delta`` together with the
-    status change in one statement: ``repo.finish_running_execution``.)
-    """
-    delta = rollup_delta(execution)
-    await repo.add_to_rollups(
-        session,
-        prompt_id=delta.prompt_id,
-        hour=delta.hour,
-        counters=delta.counters,
-        latency_bucket=delta.latency_bucket,
-    )
-    await repo.add_to_execution_totals(
-        session,
-        prompt_id=delta.prompt_id,
-        model_id=delta.model_id,
-        execution_mode=delta.execution_mode,
-        status=delta.status,
-        counters=delta.totals,
-    )
-
-
-def rollup_delta(execution: Execution) -> repo.RollupDelta:
-    """What a finished execution adds to every rollup table."""
+def rollup_delta(execution: Execution) -> RollupDelta:
+    """What a finished execution adds to every rollup table (written with its final status,
+    in the same statement or transaction: ``db.ledger.finish``)."""
     latency = execution.latency_ms
-    return repo.RollupDelta(
+    return RollupDelta(
         prompt_id=execution.prompt_id,
         hour=floor_hour(execution.created_at),
         counters={
@@ -232,11 +210,11 @@ async def prompt_report(
     since: datetime | None,
     until: datetime | None,
 ) -> Report:
-    """Executions per prompt and per mode, created in [since, until) (all time if open)."""
-    if session.get_bind().dialect.name == "postgresql":
-        # One snapshot for every query below: an execution finishing meanwhile is counted
-        # once, either as unfinished or in the rollups. (SQLite transactions already are.)
-        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    """Executions per prompt and per mode, created in [since, until) (all time if open).
+
+    Takes a ``Database.snapshot()`` session: an execution finishing meanwhile is counted
+    once, either as unfinished or in the rollups.
+    """
     per_prompt: defaultdict[int, Stats] = defaultdict(Stats)
     whole_hours, edges = _split_window(since, until)
     if whole_hours is not None:

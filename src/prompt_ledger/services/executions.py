@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from prompt_ledger.config import Settings
+from prompt_ledger.db import ledger
 from prompt_ledger.db import repositories as repo
-from prompt_ledger.db.session import ConnectionBoundSessions, SessionFactory, unit_of_work
+from prompt_ledger.db.executor import Executor
+from prompt_ledger.db.session import Database
 from prompt_ledger.db.tables import (
+    FINAL_STATUSES,
     Execution,
     ExecutionMode,
     ExecutionStatus,
@@ -43,7 +46,6 @@ from prompt_ledger.errors import (
 )
 from prompt_ledger.logging import get_logger
 from prompt_ledger.providers.base import Provider, ProviderError, ProviderResult
-from prompt_ledger.schemas.executions import ExecutionInput
 from prompt_ledger.services import analytics, idempotency, prompts, rendering
 from prompt_ledger.services.idempotency import IdempotencyKey
 
@@ -66,31 +68,26 @@ class Dispatcher(Protocol):
 class Runtime:
     """What running executions needs from the process; built once at start-up."""
 
-    sessions: async_sessionmaker[AsyncSession]
+    db: Database
     providers: Mapping[ProviderName, Provider]
     settings: Settings
     dispatcher: Dispatcher
-    _autocommit: SessionFactory | None = field(default=None, repr=False)
 
     @property
     def max_attempts(self) -> int:
         return 1 + len(self.settings.execution_retry_delays)
 
-    @property
-    def autocommit_sessions(self) -> SessionFactory:
-        """Sessions for the execution hot path, whose every step is one statement.
 
-        On PostgreSQL each statement commits by itself: no BEGIN/COMMIT round trips, and the
-        finishing statement's row locks last for that statement only. On SQLite these are the
-        ordinary sessions (``BEGIN IMMEDIATE`` transactions: one writer at a time anyway).
-        """
-        if self._autocommit is None:
-            bind = self.sessions.kw.get("bind")
-            if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql":
-                self._autocommit = ConnectionBoundSessions(bind)
-            else:
-                self._autocommit = self.sessions
-        return self._autocommit
+@dataclass(frozen=True, slots=True)
+class RunInput:
+    """What to run, as every execute-style route received it (already validated)."""
+
+    model_name: str
+    provider: ProviderName = ProviderName.OPENAI
+    version: int | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # only the parameters given
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +95,7 @@ class ExecutionRequest:
     prompt_name: str
     prompt_mode: PromptMode  # the mode of the route it came through
     execution_mode: ExecutionMode
-    input: ExecutionInput
+    input: RunInput
     idempotency: IdempotencyKey | None = None
 
 
@@ -123,12 +120,12 @@ async def run_sync(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
         return record
     execution = record.execution
     values, _ = await _attempt(rt, record.model, execution.rendered_prompt, execution.params)
-    async with unit_of_work(rt.autocommit_sessions) as session:
-        written = await _write_attempt(session, execution, values)
+    async with rt.db.ledger() as ex:
+        written = await _write_attempt(ex, execution, values)
         if not written:  # recovered by the sweeper meanwhile: report what the ledger says
-            fresh = await repo.get_execution(session, execution.id)
+            fresh = await ledger.get_execution(ex, execution.id)
             assert fresh is not None
-            record.execution = fresh
+            record.execution = fresh[0]
             return record
     for name, value in values.items():
         setattr(execution, name, value)
@@ -147,68 +144,65 @@ async def submit(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
 async def _create(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
     """Validate and render everything, then insert the row; or replay an idempotent request.
 
-    Nothing is written for a request rejected here (validation, render error, size).
+    Nothing is written for a request rejected here (validation, render error, size). The
+    render runs between two short uses of the database, holding no connection and no lock.
     """
     sync = request.execution_mode == ExecutionMode.SYNC
     key = request.idempotency
-    # Each step below is one statement (lookup, resolve, insert ... on conflict), so on
-    # PostgreSQL they run without a surrounding transaction: READ COMMITTED gave each its
-    # own snapshot anyway, and the INSERT commits the row by itself.
-    async with unit_of_work(rt.autocommit_sessions) as session:
-        if key is not None and (existing := await repo.get_execution_by_key(session, key.key)):
-            return await _replay(session, existing, key, sync=sync)
-        prompt, version, model = await _resolve(session, request)
-        rendered = await rendering.render_async(
-            version.template_source,
-            request.input.variables,
-            timeout_s=rt.settings.render_timeout_s,
-        )
-        params = request.input.params.model_dump(exclude_none=True)
-        provider = rt.providers[model.provider]
-        _, dropped = provider.map_params(params)
-        now = utcnow()
-        execution = Execution(
-            id=uuid7(),
-            prompt_id=prompt.id,
-            prompt_version_id=version.id,
-            model_id=model.id,
-            execution_mode=request.execution_mode,
-            status=ExecutionStatus.RUNNING if sync else ExecutionStatus.QUEUED,
-            variables=request.input.variables,
-            rendered_prompt=rendered,
-            params=params,
-            params_dropped=dropped,
-            attempts=1 if sync else 0,
-            idempotency_key=key.key if key else None,
-            idempotency_fingerprint=key.fingerprint if key else None,
-            metadata_=request.input.metadata,
-            created_at=now,
-            started_at=now if sync else None,
-            dispatched_at=None if sync else now,
-        )
-        if not await repo.insert_execution_unless_key_taken(session, _column_values(execution)):
+    async with rt.db.ledger() as ex:
+        if key is not None and (existing := await ledger.get_execution_by_key(ex, key.key)):
+            return _replay(existing, key, sync=sync)
+        prompt, version, model = await _resolve(ex, request)
+    rendered = await rendering.render_async(
+        version.template_source,
+        request.input.variables,
+        timeout_s=rt.settings.render_timeout_s,
+    )
+    params = dict(request.input.params)
+    provider = rt.providers[model.provider]
+    _, dropped = provider.map_params(params)
+    now = utcnow()
+    execution = Execution(
+        id=uuid7(),
+        prompt_id=prompt.id,
+        prompt_version_id=version.id,
+        model_id=model.id,
+        execution_mode=request.execution_mode,
+        status=ExecutionStatus.RUNNING if sync else ExecutionStatus.QUEUED,
+        variables=request.input.variables,
+        rendered_prompt=rendered,
+        params=params,
+        params_dropped=dropped,
+        attempts=1 if sync else 0,
+        idempotency_key=key.key if key else None,
+        idempotency_fingerprint=key.fingerprint if key else None,
+        metadata_=request.input.metadata,
+        created_at=now,
+        started_at=now if sync else None,
+        not_before=None,
+        dispatched_at=None if sync else now,
+    )
+    async with rt.db.ledger() as ex:
+        if not await ledger.insert_execution(ex, _column_values(execution)):
             assert key is not None  # only the idempotency key can conflict
-            existing = await repo.get_execution_by_key(session, key.key)
+            existing = await ledger.get_execution_by_key(ex, key.key)
             assert existing is not None
-            return await _replay(session, existing, key, sync=sync)
+            return _replay(existing, key, sync=sync)
     return ExecutionRecord(execution, prompt, version, model)
 
 
-async def _replay(
-    session: AsyncSession, existing: Execution, key: IdempotencyKey, *, sync: bool
+def _replay(
+    existing: ledger.ExecutionWithContext, key: IdempotencyKey, *, sync: bool
 ) -> ExecutionRecord:
-    idempotency.check_replay(existing, key, sync=sync)
-    prompt, version, model = await repo.get_execution_context(session, existing)
-    return ExecutionRecord(existing, prompt, version, model, replayed=True)
+    idempotency.check_replay(existing[0], key, sync=sync)
+    return ExecutionRecord(*existing, replayed=True)
 
 
-async def _resolve(
-    session: AsyncSession, request: ExecutionRequest
-) -> tuple[Prompt, PromptVersion, Model]:
+async def _resolve(ex: Executor, request: ExecutionRequest) -> tuple[Prompt, PromptVersion, Model]:
     """Prompt, version and model in one query; errors in the order the rules are listed."""
     wanted = request.input.version
-    found = await repo.get_prompt_version_model(
-        session,
+    found = await ledger.resolve_run(
+        ex,
         request.prompt_name,
         version_number=wanted,
         provider=request.input.provider,
@@ -235,7 +229,7 @@ async def _resolve(
             f"'{request.input.model_name}' is not an active {request.input.provider} model",
             details={"provider": request.input.provider, "model_name": request.input.model_name},
         )
-    max_new = request.input.params.max_new_tokens
+    max_new = request.input.params.get("max_new_tokens")
     if max_new is not None and max_new > model.max_tokens:
         raise ValidationFailed(
             f"params.max_new_tokens {max_new} is over {model.model_name}'s limit "
@@ -254,9 +248,14 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
     Returns the status written, or None when the row was not ours to run (already claimed,
     canceled, finished, or not yet due): duplicate deliveries land here and do nothing.
     """
-    now = utcnow()
-    async with unit_of_work(rt.autocommit_sessions) as session:
-        claimed = await repo.claim_queued_with_context(session, execution_id, now=now)
+    async with rt.db.ledger() as ex:
+        claimed = await ledger.claim(
+            ex,
+            execution_id,
+            from_status=ExecutionStatus.QUEUED,
+            to_status=ExecutionStatus.RUNNING,
+            now=utcnow(),
+        )
     if claimed is None:
         return None
     execution, prompt, version, model = claimed
@@ -272,8 +271,8 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
             "not_before": retry_at + timedelta(seconds=delay),
             "dispatched_at": retry_at,
         }
-    async with unit_of_work(rt.autocommit_sessions) as session:
-        written = await _write_attempt(session, execution, values)
+    async with rt.db.ledger() as ex:
+        written = await _write_attempt(ex, execution, values)
     if not written:
         log.warning("stale_attempt_discarded", execution_id=str(execution.id))
         return None
@@ -294,30 +293,43 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
     return status
 
 
-async def _write_attempt(
-    session: AsyncSession, execution: Execution, values: dict[str, Any]
-) -> bool:
-    """Write an attempt's outcome if the attempt still owns the row (True when written); a
-    final status also counts the execution in the analytics rollups, atomically with it.
-
-    The rollup deltas come from the outcome about to be written (the row is ``execution``
-    plus ``values``: the UPDATE is guarded by status and attempt). PostgreSQL writes it all
-    in one statement; SQLite as statements of one transaction.
-    """
-    if values.get("status") in repo.TERMINAL:
-        return await repo.finish_running_execution(
-            session,
-            execution.id,
-            attempt=execution.attempts,
-            values=values,
-            delta=analytics.rollup_delta(cast(Execution, _AsWritten(execution, values))),
+async def _write_attempt(ex: Executor, execution: Execution, values: dict[str, Any]) -> bool:
+    """Write a running attempt's outcome if that attempt still owns the row (True when
+    written); a final status also counts the execution in the analytics rollups,
+    atomically with it."""
+    if values["status"] in FINAL_STATUSES:
+        return await _finish(
+            ex, execution, values, from_status=ExecutionStatus.RUNNING, attempt=execution.attempts
         )
-    written = await repo.update_running_execution(
-        session, execution.id, attempt=execution.attempts, values=values
+    return await ledger.write_attempt(
+        ex,
+        execution.id,
+        from_status=ExecutionStatus.RUNNING,
+        attempt=execution.attempts,
+        values=values,
     )
-    if written is not None and written.status in repo.TERMINAL:
-        await analytics.record_finished(session, written)
-    return written is not None
+
+
+async def _finish(
+    ex: Executor,
+    execution: Execution,
+    values: dict[str, Any],
+    *,
+    from_status: ExecutionStatus,
+    attempt: int | None,
+) -> bool:
+    """Move ``execution`` from ``from_status`` to the final status in ``values``. The rollup
+    deltas come from the row as it will read once written (the update is guarded, so a
+    delta is only counted with it)."""
+    written = cast(Execution, _AsWritten(execution, values))
+    return await ledger.finish(
+        ex,
+        execution.id,
+        from_status=from_status,
+        attempt=attempt,
+        values=values,
+        delta=analytics.rollup_delta(written),
+    )
 
 
 class _AsWritten:
@@ -404,9 +416,10 @@ async def sweep(rt: Runtime, *, now: datetime | None = None, batch: int = 500) -
     now = now or utcnow()
     settings = rt.settings
     republish: list[uuid.UUID] = []
-    async with unit_of_work(rt.sessions) as session:
-        stale = await repo.find_stale_running(
-            session,
+    async with rt.db.ledger() as ex:
+        stale = await ledger.find_stale_running(
+            ex,
+            running=ExecutionStatus.RUNNING,
             started_before=now - timedelta(seconds=settings.recovery_timeout_s),
             limit=batch,
         )
@@ -428,12 +441,13 @@ async def sweep(rt: Runtime, *, now: datetime | None = None, batch: int = 500) -
                 }
             else:
                 values |= {"status": ExecutionStatus.FAILED, "completed_at": now}
-            if await _write_attempt(session, execution, values):
+            if await _write_attempt(ex, execution, values):
                 log.warning("execution_recovered", execution_id=str(execution.id), retry=retry)
                 if retry:
                     republish.append(execution.id)
-        republish += await repo.mark_undispatched_queued(
-            session,
+        republish += await ledger.mark_undispatched(
+            ex,
+            queued=ExecutionStatus.QUEUED,
             now=now,
             published_before=now - timedelta(seconds=settings.sweep_interval_s),
             limit=batch,
@@ -459,28 +473,47 @@ async def _publish(rt: Runtime, execution_id: uuid.UUID, *, delay_s: float = 0.0
 # --- reading and canceling ----------------------------------------------------------------
 
 
-async def get(session: AsyncSession, execution_id: uuid.UUID) -> ExecutionRecord:
-    execution = await repo.get_execution(session, execution_id)
-    if execution is None:
-        raise NotFound(
-            f"execution {execution_id} does not exist", details={"id": str(execution_id)}
-        )
-    prompt, version, model = await repo.get_execution_context(session, execution)
-    return ExecutionRecord(execution, prompt, version, model)
+async def get(rt: Runtime, execution_id: uuid.UUID) -> ExecutionRecord:
+    async with rt.db.ledger() as ex:
+        found = await ledger.get_execution(ex, execution_id)
+    if found is None:
+        raise _execution_not_found(execution_id)
+    return ExecutionRecord(*found)
 
 
-async def cancel(session: AsyncSession, execution_id: uuid.UUID) -> ExecutionRecord:
+def _execution_not_found(execution_id: uuid.UUID) -> NotFound:
+    return NotFound(f"execution {execution_id} does not exist", details={"id": str(execution_id)})
+
+
+async def cancel(rt: Runtime, execution_id: uuid.UUID) -> ExecutionRecord:
     """A queued execution becomes ``canceled`` and never runs; anything else is 409."""
-    canceled = await repo.cancel_queued(session, execution_id, now=utcnow())
-    if canceled is not None:
-        await analytics.record_finished(session, canceled)
-    record = await get(session, execution_id)
-    if canceled is None:
-        raise NotCancelable(
-            f"execution is {record.execution.status}; only queued executions can be canceled",
-            details={"status": record.execution.status.value},
-        )
-    return record
+    async with rt.db.ledger() as ex:
+        found = await ledger.get_execution(ex, execution_id)
+        if found is None:
+            raise _execution_not_found(execution_id)
+        record = ExecutionRecord(*found)
+        execution = record.execution
+        if execution.status == ExecutionStatus.QUEUED:
+            values: dict[str, Any] = {
+                "status": ExecutionStatus.CANCELED,
+                "error_type": "canceled",
+                "error_message": "canceled before it ran",
+                "completed_at": utcnow(),
+            }
+            if await _finish(
+                ex, execution, values, from_status=ExecutionStatus.QUEUED, attempt=None
+            ):
+                for name, value in values.items():
+                    setattr(execution, name, value)
+                return record
+            # claimed (or canceled) meanwhile: say what it is now
+            found = await ledger.get_execution(ex, execution_id)
+            assert found is not None
+            execution = found[0]
+    raise NotCancelable(
+        f"execution is {execution.status}; only queued executions can be canceled",
+        details={"status": execution.status.value},
+    )
 
 
 async def list_page(

@@ -33,9 +33,10 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from prompt_ledger.db import repositories as repo
+from prompt_ledger.db.session import Database
 from prompt_ledger.db.tables import (
     TOKEN_BUCKETS,
     TOKEN_KINDS,
@@ -87,11 +88,9 @@ class LedgerSnapshot:
 
 
 async def read_ledger(session: AsyncSession) -> LedgerSnapshot:
-    """Read every ledger figure /metrics shows (a few small grouped queries)."""
-    if session.get_bind().dialect.name == "postgresql":
-        # One snapshot: an execution finishing meanwhile is counted once, either as running
-        # or in the totals (both change in the transaction that finishes it).
-        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    """Read every ledger figure /metrics shows (a few small grouped queries), in a
+    ``Database.snapshot()`` session: an execution finishing meanwhile is counted once,
+    either as running or in the totals (both change in the statement that finishes it)."""
     now = utcnow()
     finished = await repo.sum_execution_totals_by_labels(session)
     latency = await repo.sum_latency_totals_by_prompt_mode(session)
@@ -109,9 +108,7 @@ async def read_ledger(session: AsyncSession) -> LedgerSnapshot:
     )
 
 
-async def ledger_exposition(
-    sessions: async_sessionmaker[AsyncSession], *, timeout_s: float = SCRAPE_TIMEOUT_S
-) -> bytes:
+async def ledger_exposition(db: Database, *, timeout_s: float = SCRAPE_TIMEOUT_S) -> bytes:
     """The ledger metrics in Prometheus text format.
 
     A database that does not answer within ``timeout_s`` gives ``promptledger_ledger_up 0``
@@ -120,7 +117,7 @@ async def ledger_exposition(
     started = time.perf_counter()
     snapshot: LedgerSnapshot | None
     try:
-        async with asyncio.timeout(timeout_s), sessions() as session:
+        async with asyncio.timeout(timeout_s), db.snapshot() as session:
             snapshot = await read_ledger(session)
     except (OSError, TimeoutError, sa.exc.SQLAlchemyError) as exc:
         log.warning("metrics_ledger_unavailable", error=type(exc).__name__)

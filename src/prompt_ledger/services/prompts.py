@@ -14,7 +14,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from prompt_ledger.db import ledger
 from prompt_ledger.db import repositories as repo
+from prompt_ledger.db.session import Database
 from prompt_ledger.db.tables import (
     EventType,
     Prompt,
@@ -153,11 +155,10 @@ def version_not_found(prompt: Prompt, number: int) -> NotFound:
     )
 
 
-async def get_with_active_version(
-    session: AsyncSession, name: str
-) -> tuple[Prompt, PromptVersion | None]:
-    """The prompt and its active version, read by one statement."""
-    found = await repo.get_prompt_with_active_version(session, name)
+async def get_with_active_version(db: Database, name: str) -> tuple[Prompt, PromptVersion | None]:
+    """The prompt and its active version, read by one statement (the registry hot path)."""
+    async with db.ledger() as ex:
+        found = await ledger.get_prompt_with_active_version(ex, name)
     if found is None:
         raise prompt_not_found(name)
     return found

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from celery.signals import worker_shutdown
 
 from prompt_ledger.config import get_settings
-from prompt_ledger.db.session import create_engine, session_factory
+from prompt_ledger.db.session import Database
 from prompt_ledger.db.tables import ExecutionStatus
 from prompt_ledger.gc_tuning import freeze_and_tune
 from prompt_ledger.logging import configure_logging, get_logger
@@ -60,11 +60,9 @@ class LoopRunner:
 
     async def _build(self) -> Runtime:
         settings = get_settings()
-        self.engine = create_engine(
-            settings.resolved_database_url, pool_size=settings.database_pool_size
-        )
+        self.db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
         return Runtime(
-            sessions=session_factory(self.engine),
+            db=self.db,
             providers=providers_from_settings(settings),
             settings=settings,
             dispatcher=CeleryDispatcher(settings.redis_url or app.conf.broker_url),
@@ -105,7 +103,7 @@ class LoopRunner:
 
     async def _close(self) -> None:
         await close_providers(dict(self.runtime.providers))
-        await self.engine.dispose()
+        await self.db.dispose()
 
 
 _runner: LoopRunner | None = None

@@ -7,7 +7,7 @@ from typing import Literal
 
 from fastapi import APIRouter
 
-from prompt_ledger.api.deps import SessionDep
+from prompt_ledger.api.deps import SnapshotDep
 from prompt_ledger.api.errors import error_responses
 from prompt_ledger.db.tables import PromptMode
 from prompt_ledger.schemas.tracking import AnalyticsOut, PromptStatsOut, StatsOut, stats_fields
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 
 @router.get("/prompts", response_model=AnalyticsOut, responses=error_responses())
 async def prompt_analytics(
-    session: SessionDep,
+    session: SnapshotDep,
     mode: Literal["all", "full", "tracking"] = "all",
     since: datetime | None = None,
     until: datetime | None = None,

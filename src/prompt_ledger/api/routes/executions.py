@@ -23,7 +23,7 @@ from prompt_ledger.schemas.executions import (
     SubmitResponse,
 )
 from prompt_ledger.services import executions as service
-from prompt_ledger.services.executions import ExecutionRecord, ExecutionRequest
+from prompt_ledger.services.executions import ExecutionRecord, ExecutionRequest, RunInput
 from prompt_ledger.services.idempotency import parse_key
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
@@ -49,7 +49,14 @@ def execution_request(
         prompt_name=prompt_name,
         prompt_mode=prompt_mode,
         execution_mode=execution_mode,
-        input=body,
+        input=RunInput(
+            model_name=body.model_name,
+            provider=body.provider,
+            version=body.version,
+            variables=body.variables,
+            params=body.params.model_dump(exclude_none=True),
+            metadata=body.metadata,
+        ),
         idempotency=None
         if key is None  # the fingerprint (a JSON dump of the body) only when there is a key
         else parse_key(
@@ -166,14 +173,14 @@ async def list_executions(
 
 
 @router.get("/{execution_id}", response_model=ExecutionOut, responses=error_responses(404))
-async def get_execution(execution_id: uuid.UUID, session: SessionDep) -> ExecutionOut:
+async def get_execution(execution_id: uuid.UUID, runtime: RuntimeDep) -> ExecutionOut:
     """One execution as the ledger has it now."""
-    return ExecutionOut.of(await service.get(session, execution_id))
+    return ExecutionOut.of(await service.get(runtime, execution_id))
 
 
 @router.post(
     "/{execution_id}:cancel", response_model=ExecutionOut, responses=error_responses(404, 409)
 )
-async def cancel_execution(execution_id: uuid.UUID, session: SessionDep) -> ExecutionOut:
+async def cancel_execution(execution_id: uuid.UUID, runtime: RuntimeDep) -> ExecutionOut:
     """Cancel a queued execution: it will never reach the provider."""
-    return ExecutionOut.of(await service.cancel(session, execution_id))
+    return ExecutionOut.of(await service.cancel(runtime, execution_id))

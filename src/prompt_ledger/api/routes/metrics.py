@@ -22,5 +22,5 @@ async def prometheus_metrics(request: Request, state: StateDep) -> Response:
     """Ledger metrics (every process's executions, from the database) and this process's
     HTTP metrics, in Prometheus text format."""
     http: HttpMetrics = request.app.state.http_metrics
-    body = http.exposition() + await metrics.ledger_exposition(state.sessions)
+    body = http.exposition() + await metrics.ledger_exposition(state.db)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -42,8 +42,8 @@ async def ready(state: StateDep) -> JSONResponse:
 
 async def _database_up(state: AppState) -> bool:
     try:
-        async with asyncio.timeout(READY_TIMEOUT_S), state.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await state.db.ping()
     except (OSError, TimeoutError, sa.exc.SQLAlchemyError) as exc:
         log.warning("not_ready", dependency="database", error=type(exc).__name__)
         return False

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from prompt_ledger.api.deps import SessionDep, StateDep, read_session
+from prompt_ledger.api.deps import SessionDep, StateDep
 from prompt_ledger.api.errors import error_responses
 from prompt_ledger.db.tables import PromptMode
 from prompt_ledger.errors import BadRequest
@@ -92,8 +92,7 @@ async def save_prompt(
 @router.get("/{name}", response_model=PromptOut, responses=error_responses(404))
 async def get_prompt(name: NameParam, state: StateDep) -> PromptOut:
     """A prompt and its active version."""
-    async with read_session(state) as session:  # the registry hot path: one statement
-        prompt, active = await service.get_with_active_version(session, name)
+    prompt, active = await service.get_with_active_version(state.db, name)
     return PromptOut.of(prompt, active)
 
 

@@ -1,0 +1,240 @@
+"""The execution ledger's reads and transitions, as typed calls over ``db.statements``.
+
+SQL only: which status a transition starts from and what it writes are the caller's
+(``services.executions``). Rows come back as transient ORM objects (not attached to any
+session), so the services read them the same way whichever path loaded them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from prompt_ledger.db import statements
+from prompt_ledger.db.executor import Executor
+from prompt_ledger.db.tables import (
+    Base,
+    Execution,
+    ExecutionMode,
+    ExecutionStatus,
+    Model,
+    Prompt,
+    PromptVersion,
+    ProviderName,
+)
+
+_T = TypeVar("_T", bound=Base)
+
+_ATTRIBUTES: dict[type[Base], list[tuple[str, str]]] = {
+    cls: [(attr.key, attr.columns[0].name) for attr in cls.__mapper__.column_attrs]
+    for cls in (Prompt, PromptVersion, Model, Execution)
+}
+_EXECUTION_COLUMNS = dict(_ATTRIBUTES[Execution])
+
+ExecutionWithContext = tuple[Execution, Prompt, PromptVersion, Model]
+
+
+def _entity(cls: type[_T], prefix: str, row: dict[str, Any]) -> _T | None:
+    """The ``prefix``-labelled columns of ``row`` as a transient ``cls``; None for the null
+    columns of a missing outer-joined row."""
+    if row[f"{prefix}id"] is None:
+        return None
+    return cls(**{key: row[prefix + column] for key, column in _ATTRIBUTES[cls]})
+
+
+def _required(cls: type[_T], prefix: str, row: dict[str, Any]) -> _T:
+    entity = _entity(cls, prefix, row)
+    assert entity is not None, f"inner-joined {cls.__name__} is never null"
+    return entity
+
+
+def _with_context(row: dict[str, Any] | None) -> ExecutionWithContext | None:
+    if row is None:
+        return None
+    return (
+        _required(Execution, "e_", row),
+        _required(Prompt, "p_", row),
+        _required(PromptVersion, "v_", row),
+        _required(Model, "m_", row),
+    )
+
+
+def _columns(values: dict[str, Any]) -> dict[str, Any]:
+    """Attribute names (``metadata_``) as column names (``metadata``)."""
+    return {_EXECUTION_COLUMNS[key]: value for key, value in values.items()}
+
+
+# --- reads ---------------------------------------------------------------------------------
+
+
+async def get_prompt_with_active_version(
+    ex: Executor, name: str
+) -> tuple[Prompt, PromptVersion | None] | None:
+    row = await ex.fetch_one(statements.PROMPT_WITH_ACTIVE_VERSION, {"name": name})
+    if row is None:
+        return None
+    return _required(Prompt, "p_", row), _entity(PromptVersion, "v_", row)
+
+
+async def resolve_run(
+    ex: Executor,
+    name: str,
+    *,
+    version_number: int | None,
+    provider: ProviderName,
+    model_name: str,
+) -> tuple[Prompt, PromptVersion | None, Model | None] | None:
+    """The prompt by name, the version to run (that number, else the active one) and the
+    active model named. None when the prompt does not exist; a missing version or model is
+    None in its place."""
+    params: dict[str, Any] = {"name": name, "provider": provider, "model_name": model_name}
+    statement = statements.RESOLVE_ACTIVE
+    if version_number is not None:
+        statement = statements.RESOLVE_NUMBER
+        params["version_number"] = version_number
+    row = await ex.fetch_one(statement, params)
+    if row is None:
+        return None
+    return (
+        _required(Prompt, "p_", row),
+        _entity(PromptVersion, "v_", row),
+        _entity(Model, "m_", row),
+    )
+
+
+async def get_execution(ex: Executor, execution_id: uuid.UUID) -> ExecutionWithContext | None:
+    row = await ex.fetch_one(statements.EXECUTION_BY_ID, {"execution_id": execution_id})
+    return _with_context(row)
+
+
+async def get_execution_by_key(ex: Executor, key: str) -> ExecutionWithContext | None:
+    return _with_context(await ex.fetch_one(statements.EXECUTION_BY_KEY, {"key": key}))
+
+
+async def find_stale_running(
+    ex: Executor, *, running: ExecutionStatus, started_before: datetime, limit: int
+) -> list[Execution]:
+    rows = await ex.fetch_all(
+        statements.STALE_RUNNING,
+        {"running": running, "started_before": started_before, "limit": limit},
+    )
+    return [_required(Execution, "", row) for row in rows]
+
+
+# --- transitions ---------------------------------------------------------------------------
+
+
+async def insert_execution(ex: Executor, values: dict[str, Any]) -> bool:
+    """Insert the row (attribute names as keys); False when its idempotency key is taken."""
+    statement = statements.insert_execution(ex.dialect.name)
+    return await ex.fetch_value(statement, _columns(values)) is not None
+
+
+async def claim(
+    ex: Executor,
+    execution_id: uuid.UUID,
+    *,
+    from_status: ExecutionStatus,
+    to_status: ExecutionStatus,
+    now: datetime,
+) -> ExecutionWithContext | None:
+    """``from_status`` → ``to_status`` if still so and due at ``now``, counting an attempt;
+    with its prompt, version and model. None when it was not ours to take."""
+    params = {
+        "execution_id": execution_id,
+        "from_status": from_status,
+        "to_status": to_status,
+        "now": now,
+    }
+    return _with_context(await ex.run(statements.claim(ex.dialect.name), params))
+
+
+async def write_attempt(
+    ex: Executor,
+    execution_id: uuid.UUID,
+    *,
+    from_status: ExecutionStatus,
+    attempt: int,
+    values: dict[str, Any],
+) -> bool:
+    """Write a non-final outcome if attempt ``attempt`` still owns the row in ``from_status``
+    (a worker presumed dead, whose row was recovered and re-run, overwrites nothing)."""
+    columns = _columns(values)
+    params = {"execution_id": execution_id, "from_status": from_status, "attempt": attempt}
+    params |= {f"set_{name}": value for name, value in columns.items()}
+    return await ex.fetch_value(statements.write_attempt(tuple(columns)), params) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RollupDelta:
+    """What one execution reaching a final status adds to the rollup tables."""
+
+    prompt_id: int
+    hour: datetime
+    counters: dict[str, int]  # execution_rollups (statements.ROLLUP_COUNTERS)
+    latency_bucket: int | None  # latency_rollups and latency_totals, when it has a latency
+    model_id: int
+    execution_mode: ExecutionMode
+    status: ExecutionStatus
+    totals: dict[str, int]  # execution_totals (tables.EXECUTION_TOTAL_COUNTERS)
+
+
+async def finish(
+    ex: Executor,
+    execution_id: uuid.UUID,
+    *,
+    from_status: ExecutionStatus,
+    attempt: int | None,
+    values: dict[str, Any],
+    delta: RollupDelta,
+) -> bool:
+    """Write a final outcome and count it in every rollup, atomically, if the row is still
+    in ``from_status`` (and on attempt ``attempt``, when given). True when written."""
+    columns = _columns(values)
+    hourly = {"prompt_id": delta.prompt_id, "hour": delta.hour}
+    params: dict[str, Any] = {"execution_id": execution_id, "from_status": from_status}
+    if attempt is not None:
+        params["attempt"] = attempt
+    params |= {f"set_{name}": value for name, value in columns.items()}
+    params |= _prefixed("rollup", {**hourly, **delta.counters})
+    if delta.latency_bucket is not None:
+        bucket = {"bucket": delta.latency_bucket, "count": 1}
+        params |= _prefixed("latency", {**hourly, **bucket})
+        params |= _prefixed("latency_total", {"prompt_id": delta.prompt_id, **bucket})
+    totals_key = {
+        "prompt_id": delta.prompt_id,
+        "model_id": delta.model_id,
+        "execution_mode": delta.execution_mode,
+        "status": delta.status,
+    }
+    params |= _prefixed("totals", {**totals_key, **delta.totals})
+    steps = statements.finish(
+        ex.dialect.name,
+        tuple(columns),
+        attempt_guard=attempt is not None,
+        with_latency=delta.latency_bucket is not None,
+    )
+    return await ex.run(steps, params) is not None
+
+
+def _prefixed(prefix: str, row: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}_{key}": value for key, value in row.items()}
+
+
+async def mark_undispatched(
+    ex: Executor,
+    *,
+    queued: ExecutionStatus,
+    now: datetime,
+    published_before: datetime,
+    limit: int,
+) -> list[uuid.UUID]:
+    """Due ``queued`` rows whose last publication is older than ``published_before``,
+    stamped as published ``now``."""
+    rows = await ex.fetch_all(
+        statements.MARK_UNDISPATCHED,
+        {"queued": queued, "now": now, "published_before": published_before, "limit": limit},
+    )
+    return [row["id"] for row in rows]
