@@ -499,7 +499,15 @@ def wait_until_quiet(minutes: float) -> dict[str, Any]:
 
 
 class Environment:
-    def __init__(self, plan: Plan, folder: Path, generator: LoadGenerator, profile: bool) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        folder: Path,
+        generator: LoadGenerator,
+        profile: bool,
+        *,
+        pg_driver: str = "asyncpg",
+    ) -> None:
         self.plan = plan
         self.folder = folder
         self.gen = generator
@@ -507,7 +515,10 @@ class Environment:
         self.services: list[Service] = []
         self.db_name = f"pl_bench_{os.getpid()}"
         admin = sa.make_url(PG_ADMIN)
-        self.pg_url = admin.set(database=self.db_name).render_as_string(hide_password=False)
+        scheme = "postgresql+psycopg" if pg_driver == "psycopg" else "postgresql"
+        self.pg_url = admin.set(drivername=scheme, database=self.db_name).render_as_string(
+            hide_password=False
+        )
         self.redis_url = ""
         self.stub_url = ""
         self.stub: Service | None = None
@@ -1357,6 +1368,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per scenario (default 3; smoke 1)")
     parser.add_argument("--duration", type=float, help="seconds per load run (default 10)")
     parser.add_argument("--concurrency", type=int, help="connections (default 64; smoke 8)")
+    parser.add_argument(
+        "--pg-driver",
+        choices=("asyncpg", "psycopg"),
+        default="asyncpg",
+        help="the PostgreSQL driver the API and worker use (postgresql:// or postgresql+psycopg://)",
+    )
     parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(SCENARIOS)}")
     parser.add_argument("--skip", default="", help="comma-separated scenarios to leave out")
     parser.add_argument("--analytics-rows", type=int, nargs="+", help="default 1000000")
@@ -1386,7 +1403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"unknown scenarios: {', '.join(sorted(unknown))}")
     folder = Path(tempfile.mkdtemp(prefix="pl-bench-"))
     generator = LoadGenerator(folder, args.generator)
-    env = Environment(plan, folder, generator, args.profile)
+    env = Environment(plan, folder, generator, args.profile, pg_driver=args.pg_driver)
     quiet = wait_until_quiet(args.wait_quiet) if args.wait_quiet else None
     before = machine_state()
     started = time.perf_counter()
@@ -1449,6 +1466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "python": platform.python_version(),
             "elapsed_s": round(time.perf_counter() - started, 1),
             "profiles": env.profiles,
+            "pg_driver": args.pg_driver,
         },
         "baselines": [b.as_dict(plan.smoke) for b in base_list],
         "scenarios": [r.as_dict(plan.smoke) for r in results],
