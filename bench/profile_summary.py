@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "template rendering (sandboxed Jinja2)",
-        ("rendering.py", "jinja2/"),
+        ("prompt_ledger/services/rendering/", "jinja2/"),
     ),
     ("logging (structlog)", ("structlog/", "prompt_ledger/logging.py")),
     ("Celery / kombu / redis (publish, consume)", ("celery/", "kombu/", "redis/", "vine/")),

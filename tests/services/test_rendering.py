@@ -25,10 +25,11 @@ from prompt_ledger.errors import (
     RenderError,
     ValidationFailed,
 )
-from prompt_ledger.services import rendering
 from prompt_ledger.services.rendering import (
     MAX_RENDERED_BYTES,
     MAX_TEMPLATE_BYTES,
+    budget,
+    compiling,
     render,
     render_async,
     template_variables,
@@ -131,7 +132,7 @@ class TestValidate:
         assert template_variables("{{ x }}" * 50 + "static text " * 10_000) == ["x"]
 
     def test_cache_is_bounded_by_weight(self) -> None:
-        cache = rendering._TemplateCache(max_entries=100, max_weight=10_000)
+        cache = compiling._TemplateCache(max_entries=100, max_weight=10_000)
         for i in range(50):
             cache.get(f"{{{{ x }}}} {i} " + "pad" * 100)
         assert cache.weight <= 10_000
@@ -265,13 +266,13 @@ class TestRender:
     def test_compiled_templates_are_cached_and_cheap(self) -> None:
         source = "Hello {{ name }}! Cached."
         _render(source, {"name": "Ada"})
-        hits = rendering._CACHE.hits
+        hits = compiling._CACHE.hits
         runs = 2000
         started = time.perf_counter()
         for _ in range(runs):
             _render(source, {"name": "Ada"})
         per_render = (time.perf_counter() - started) / runs
-        assert rendering._CACHE.hits >= hits + runs
+        assert compiling._CACHE.hits >= hits + runs
         assert per_render < 200e-6, f"{per_render * 1e6:.0f} µs per render"
 
     def test_state_is_clean_after_errors(self) -> None:
@@ -279,7 +280,7 @@ class TestRender:
             _render(
                 "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
             )
-        assert rendering._tls.render is None
+        assert budget._tls.render is None
         assert _render("{{ 1 + 1 }}") == "2"
 
 
