@@ -14,6 +14,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 from uuid_utils.compat import uuid7
 
+from prompt_ledger.domain import ProviderName as ProviderName  # re-exported
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -78,10 +80,6 @@ class ExecutionStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
-
-
-class ProviderName(enum.StrEnum):
-    OPENAI = "openai"
 
 
 class EventType(enum.StrEnum):

@@ -41,13 +41,13 @@ from openai import (
 )
 from openai.types.chat import ChatCompletion
 
+from prompt_ledger.domain import MAX_INT32
 from prompt_ledger.providers.base import (
     ProviderError,
     ProviderErrorKind,
     ProviderResult,
     redact,
 )
-from prompt_ledger.schemas.common import MAX_INT32
 
 if TYPE_CHECKING:
     from prompt_ledger.config import Settings
