@@ -12,11 +12,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-# The generation parameters the API accepts (SPEC §6); each adapter maps or drops them.
-SPEC_PARAMS: frozenset[str] = frozenset(
-    {"temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty"}
-)
-
 _REDACTED = "***"
 
 
@@ -38,10 +33,6 @@ class ProviderErrorKind(StrEnum):
 _RETRYABLE = frozenset(
     {ProviderErrorKind.TIMEOUT, ProviderErrorKind.RATE_LIMITED, ProviderErrorKind.PROVIDER_ERROR}
 )
-
-
-def is_retryable(kind: ProviderErrorKind) -> bool:
-    return kind.retryable
 
 
 class ProviderError(Exception):
