@@ -1,6 +1,7 @@
 """LLM provider adapters behind one interface (SPEC §7)."""
 
 from prompt_ledger.providers.base import (
+    MappedParams,
     Provider,
     ProviderError,
     ProviderErrorKind,
@@ -8,6 +9,7 @@ from prompt_ledger.providers.base import (
 )
 
 __all__ = [
+    "MappedParams",
     "Provider",
     "ProviderError",
     "ProviderErrorKind",
