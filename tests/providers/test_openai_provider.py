@@ -202,8 +202,9 @@ class TestParams:
         assert sent == {"top_p": 1}
         assert dropped == []
 
+    @pytest.mark.parametrize("premapped", [False, True], ids=["spec-params", "mapped-params"])
     async def test_only_accepted_params_reach_the_provider(
-        self, provider: OpenAIProvider, stub_url: str
+        self, provider: OpenAIProvider, stub_url: str, premapped: bool
     ) -> None:
         params = {
             "temperature": 0.2,
@@ -214,7 +215,8 @@ class TestParams:
             "seed": None,
         }
 
-        await provider.generate("p", model=MODEL, params=params)
+        given = provider.map_params(params) if premapped else params
+        await provider.generate("p", model=MODEL, params=given)
 
         body = stub_stats(stub_url)["last_body"]
         assert body == {

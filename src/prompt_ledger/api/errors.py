@@ -11,7 +11,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from prompt_ledger.errors import PromptLedgerError
+from prompt_ledger.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    PromptLedgerError,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
 from prompt_ledger.logging import get_logger
 from prompt_ledger.schemas.common import ErrorResponse
 
@@ -19,13 +27,13 @@ log = get_logger(__name__)
 
 # Framework-raised statuses (unknown route, wrong method, body limit) and their codes.
 _CODES_BY_STATUS = {
-    400: "bad_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    422: "validation_error",
-    503: "unavailable",
+    BadRequest.status: BadRequest.code,
+    Unauthorized.status: Unauthorized.code,
+    NotFound.status: NotFound.code,
+    405: "method_not_allowed",  # not a spec code (docs/decisions.md), so no errors.py class
+    PayloadTooLarge.status: PayloadTooLarge.code,
+    ValidationFailed.status: ValidationFailed.code,
+    Unavailable.status: Unavailable.code,
 }
 
 
@@ -85,7 +93,9 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
         log.warning("database_unavailable", path=request.url.path, error=type(exc.orig).__name__)
-        return error_response(503, "unavailable", "the database is not reachable; retry later")
+        return error_response(
+            Unavailable.status, Unavailable.code, "the database is not reachable; retry later"
+        )
     return await _unexpected_error(request, exc)
 
 
@@ -107,5 +117,7 @@ async def _database_error_or_unexpected(request: Request, exc: Exception) -> JSO
     """asyncpg raises plain OSError (connection refused) when PostgreSQL is down."""
     if isinstance(exc, ConnectionError | OSError):
         log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
-        return error_response(503, "unavailable", "a backing service is not reachable; retry later")
+        return error_response(
+            Unavailable.status, Unavailable.code, "a backing service is not reachable; retry later"
+        )
     return await _unexpected_error(request, exc)

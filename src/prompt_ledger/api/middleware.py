@@ -6,6 +6,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prompt_ledger.api.errors import error_response
+from prompt_ledger.errors import PayloadTooLarge
 
 
 class BodyLimitMiddleware:
@@ -22,7 +23,9 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     def _too_large(self) -> HTTPException:
-        return HTTPException(413, f"request body is larger than {self.max_bytes} bytes")
+        return HTTPException(
+            PayloadTooLarge.status, f"request body is larger than {self.max_bytes} bytes"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -30,7 +33,9 @@ class BodyLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                response = error_response(413, "payload_too_large", self._too_large().detail)
+                response = error_response(
+                    PayloadTooLarge.status, PayloadTooLarge.code, self._too_large().detail
+                )
                 await response(scope, receive, send)
                 return
         received = 0

@@ -14,6 +14,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 from uuid_utils.compat import uuid7
 
+from prompt_ledger.domain import ProviderName as ProviderName  # re-exported
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -82,10 +84,6 @@ class ExecutionStatus(enum.StrEnum):
 
 # The statuses an execution never leaves: counted in the rollups when reached.
 FINAL_STATUSES = (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELED)
-
-
-class ProviderName(enum.StrEnum):
-    OPENAI = "openai"
 
 
 class EventType(enum.StrEnum):

@@ -10,12 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
-
-# The generation parameters the API accepts (SPEC §6); each adapter maps or drops them.
-SPEC_PARAMS: frozenset[str] = frozenset(
-    {"temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty"}
-)
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 _REDACTED = "***"
 
@@ -38,10 +33,6 @@ class ProviderErrorKind(StrEnum):
 _RETRYABLE = frozenset(
     {ProviderErrorKind.TIMEOUT, ProviderErrorKind.RATE_LIMITED, ProviderErrorKind.PROVIDER_ERROR}
 )
-
-
-def is_retryable(kind: ProviderErrorKind) -> bool:
-    return kind.retryable
 
 
 class ProviderError(Exception):
@@ -82,13 +73,25 @@ class ProviderResult:
     provider_request_id: str | None
 
 
+class MappedParams(NamedTuple):
+    """Spec params translated by one provider's ``map_params``.
+
+    A tuple, so ``sent, dropped = provider.map_params(params)`` keeps working; and accepted by
+    that provider's ``generate``, so a caller that already mapped (to record ``dropped``) does
+    not map again.
+    """
+
+    sent: dict[str, Any]
+    dropped: list[str]
+
+
 @runtime_checkable
 class Provider(Protocol):
     """One LLM provider. Implementations must be safe to share between tasks and threads."""
 
     name: str
 
-    def map_params(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    def map_params(self, params: Mapping[str, Any]) -> MappedParams:
         """Translate spec params into the provider's request fields.
 
         Returns the fields that will be sent and the sorted names of the given params that the
@@ -98,9 +101,12 @@ class Provider(Protocol):
         ...
 
     async def generate(
-        self, prompt: str, *, model: str, params: Mapping[str, Any]
+        self, prompt: str, *, model: str, params: Mapping[str, Any] | MappedParams
     ) -> ProviderResult:
-        """Call the provider once (never retries); raises :class:`ProviderError` on failure."""
+        """Call the provider once (never retries); raises :class:`ProviderError` on failure.
+
+        ``params`` are spec params, or what this provider's :meth:`map_params` made of them.
+        """
         ...
 
     def generate_sync(

@@ -41,13 +41,14 @@ from openai import (
 )
 from openai.types.chat import ChatCompletion
 
+from prompt_ledger.domain import MAX_INT32
 from prompt_ledger.providers.base import (
+    MappedParams,
     ProviderError,
     ProviderErrorKind,
     ProviderResult,
     redact,
 )
-from prompt_ledger.schemas.common import MAX_INT32
 
 if TYPE_CHECKING:
     from prompt_ledger.config import Settings
@@ -91,7 +92,7 @@ class OpenAIProvider:
     def __repr__(self) -> str:
         return f"OpenAIProvider(base_url={self._base_url!r}, timeout_s={self._timeout_s})"
 
-    def map_params(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    def map_params(self, params: Mapping[str, Any]) -> MappedParams:
         sent: dict[str, Any] = {}
         dropped: list[str] = []
         for name, value in params.items():
@@ -103,16 +104,16 @@ class OpenAIProvider:
             else:
                 sent[field] = value
         dropped.sort()
-        return sent, dropped
+        return MappedParams(sent, dropped)
 
     async def generate(
-        self, prompt: str, *, model: str, params: Mapping[str, Any]
+        self, prompt: str, *, model: str, params: Mapping[str, Any] | MappedParams
     ) -> ProviderResult:
         if self._api_key is None:
             raise ProviderError(ProviderErrorKind.AUTH_ERROR, _MISSING_KEY_MESSAGE)
         entry = self._async_clients.get(asyncio.get_running_loop())
         client = entry.client if entry is not None else await self._open_async_client()
-        sent, _ = self.map_params(params)
+        sent = params.sent if isinstance(params, MappedParams) else self.map_params(params).sent
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout_s):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prompt_ledger.config import Settings
-from prompt_ledger.db.tables import ProviderName
+from prompt_ledger.domain import ProviderName
 from prompt_ledger.providers.base import Provider
 from prompt_ledger.providers.openai import openai_provider_from_settings
 

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from prompt_ledger.domain import MAX_INT32 as MAX_INT32  # re-exported
+
 # SPEC §3: 1-128 chars of A-Za-z0-9._-, starting with a letter or digit.
 PROMPT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
@@ -39,8 +41,6 @@ def _reject_unstorable(value: Any) -> Any:
 PromptName = Annotated[str, Field(pattern=PROMPT_NAME_PATTERN)]
 Text = Annotated[str, AfterValidator(_reject_unstorable)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_reject_unstorable)]
-# Versions and other counters are INTEGER columns.
-MAX_INT32 = 2**31 - 1
 
 
 class StrictModel(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 from prompt_ledger.logging import get_logger
 from prompt_ledger.services import executions
@@ -75,7 +76,7 @@ async def sweep_forever(runtime: Runtime) -> None:
 
 
 @contextlib.asynccontextmanager
-async def sweeper(runtime: Runtime) -> contextlib.AsyncIterator[None]:  # type: ignore[name-defined]
+async def sweeper(runtime: Runtime) -> AsyncIterator[None]:
     task = asyncio.create_task(sweep_forever(runtime))
     try:
         yield
