@@ -45,7 +45,7 @@ from prompt_ledger.errors import (
     ValidationFailed,
 )
 from prompt_ledger.logging import get_logger
-from prompt_ledger.providers.base import Provider, ProviderError, ProviderResult
+from prompt_ledger.providers.base import MappedParams, Provider, ProviderError, ProviderResult
 from prompt_ledger.services import analytics, idempotency, prompts, rendering
 from prompt_ledger.services.idempotency import IdempotencyKey
 
@@ -115,11 +115,11 @@ class ExecutionRecord:
 
 async def run_sync(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
     """Render, record (``running``), call the provider once, record the outcome."""
-    record = await _create(rt, request)
-    if record.replayed:
+    record, mapped = await _create(rt, request)
+    if mapped is None:  # replayed
         return record
     execution = record.execution
-    values, _ = await _attempt(rt, record.model, execution.rendered_prompt, execution.params)
+    values, _ = await _attempt(rt, record.model, execution.rendered_prompt, mapped)
     async with rt.db.ledger() as ex:
         written = await _write_attempt(ex, execution, values)
         if not written:  # recovered by the sweeper meanwhile: report what the ledger says
@@ -135,14 +135,17 @@ async def run_sync(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
 
 async def submit(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
     """Commit a ``queued`` row, then publish its id (never before the commit)."""
-    record = await _create(rt, request)
+    record, _ = await _create(rt, request)
     if not record.replayed:
         await _publish(rt, record.execution.id)
     return record
 
 
-async def _create(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
+async def _create(
+    rt: Runtime, request: ExecutionRequest
+) -> tuple[ExecutionRecord, MappedParams | None]:
     """Validate and render everything, then insert the row; or replay an idempotent request.
+    Also the params as the provider takes them (mapped once; None for a replay).
 
     Nothing is written for a request rejected here (validation, render error, size). The
     render runs between two short uses of the database, holding no connection and no lock.
@@ -151,7 +154,7 @@ async def _create(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
     key = request.idempotency
     async with rt.db.ledger() as ex:
         if key is not None and (existing := await ledger.get_execution_by_key(ex, key.key)):
-            return _replay(existing, key, sync=sync)
+            return _replay(existing, key, sync=sync), None
         prompt, version, model = await _resolve(ex, request)
     rendered = await rendering.render_async(
         version.template_source,
@@ -160,7 +163,7 @@ async def _create(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
     )
     params = dict(request.input.params)
     provider = rt.providers[model.provider]
-    _, dropped = provider.map_params(params)
+    mapped = provider.map_params(params)
     now = utcnow()
     execution = Execution(
         id=uuid7(),
@@ -172,7 +175,7 @@ async def _create(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
         variables=request.input.variables,
         rendered_prompt=rendered,
         params=params,
-        params_dropped=dropped,
+        params_dropped=mapped.dropped,
         attempts=1 if sync else 0,
         idempotency_key=key.key if key else None,
         idempotency_fingerprint=key.fingerprint if key else None,
@@ -187,8 +190,8 @@ async def _create(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
             assert key is not None  # only the idempotency key can conflict
             existing = await ledger.get_execution_by_key(ex, key.key)
             assert existing is not None
-            return _replay(existing, key, sync=sync)
-    return ExecutionRecord(execution, prompt, version, model)
+            return _replay(existing, key, sync=sync), None
+    return ExecutionRecord(execution, prompt, version, model), mapped
 
 
 def _replay(
@@ -348,7 +351,7 @@ class _AsWritten:
 
 
 async def _attempt(
-    rt: Runtime, model: Model, rendered_prompt: str, params: dict[str, Any]
+    rt: Runtime, model: Model, rendered_prompt: str, params: Mapping[str, Any] | MappedParams
 ) -> tuple[dict[str, Any], bool]:
     """Call the provider once; the columns to write, and whether a failure may be retried."""
     provider = rt.providers[model.provider]

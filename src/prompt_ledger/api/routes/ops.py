@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from prompt_ledger.api.deps import AppState, StateDep
 from prompt_ledger.api.errors import error_response
+from prompt_ledger.errors import Unavailable
 from prompt_ledger.logging import get_logger
 
 router = APIRouter(tags=["operations"])
@@ -36,7 +37,9 @@ async def ready(state: StateDep) -> JSONResponse:
     status = {name: "up" if ok else "down" for name, ok in results.items()}
     if not all(results.values()):
         down = ", ".join(name for name, ok in results.items() if not ok)
-        return error_response(503, "unavailable", f"not reachable: {down}", status)
+        return error_response(
+            Unavailable.status, Unavailable.code, f"not reachable: {down}", status
+        )
     return JSONResponse({"status": "ready", **status})
 
 
