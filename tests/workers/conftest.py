@@ -1,11 +1,12 @@
 """Fixtures of the worker tests: a private ``redis-server`` per test module (no persistence),
-which a test may stop and start again without touching anyone else's Redis."""
+which a test may stop, freeze and start again without touching anyone else's Redis."""
 
 from __future__ import annotations
 
 import base64
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -70,12 +71,23 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        self.thaw()  # a frozen process would not act on SIGTERM
         self.proc.terminate()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the kernel still accepts connections and buffers commands, nothing answers
+        (a hung broker, not a refused one)."""
+        assert self.proc is not None and self.proc.poll() is None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
 
     @property
     def running(self) -> bool:
@@ -126,5 +138,6 @@ def private_redis(redis_server: RedisServer) -> RedisServer:
     """The module's Redis, running and with no message left over from an earlier test."""
     if not redis_server.running:
         redis_server.start()
+    redis_server.thaw()
     redis_server.client().delete(QUEUE, "unacked", "unacked_index")
     return redis_server

@@ -31,6 +31,8 @@ def create_celery(broker_url: str) -> Celery:
         task_ignore_result=True,
         task_default_queue=QUEUE,
         # A publish that cannot reach Redis fails fast; the committed row waits for the sweeper.
+        # (The dispatcher bounds its publishes tighter still, and stops trying while Redis is
+        # down: workers/dispatch.py.)
         broker_connection_timeout=2,
         task_publish_retry=False,
         broker_connection_retry_on_startup=True,
