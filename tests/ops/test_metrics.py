@@ -4,7 +4,6 @@ every number compared with what the ledger holds (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import time
 from collections import Counter, defaultdict
@@ -19,8 +18,8 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from tests.api.test_executions import RUN, SUBMIT, body, save, wait_done
 from tests.api.test_tracking import item, register
-from tests.conftest import running_app, service_unavailable
-from tests.workers.test_celery import RedisServer, free_port
+from tests.conftest import running_app
+from tests.workers.conftest import RedisServer, running_redis_server
 
 from prompt_ledger.api.http_metrics import UNMATCHED_ROUTE
 from prompt_ledger.config import Settings
@@ -168,14 +167,8 @@ def closed_port() -> int:
 @pytest.fixture(scope="module")
 def idle_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A private redis-server that no worker consumes from."""
-    if shutil.which("redis-server") is None:
-        service_unavailable("redis-server", "not on PATH")
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis") / "redis.log")
-    server.start()
-    try:
+    with running_redis_server(tmp_path_factory.mktemp("redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import threading
 import uuid
 from concurrent.futures import Future
 
+from celery import Task, shared_task
 from celery.signals import worker_shutdown
 
 from prompt_ledger.config import get_settings
@@ -24,7 +25,7 @@ from prompt_ledger.logging import configure_logging, get_logger
 from prompt_ledger.providers.registry import close_providers, providers_from_settings
 from prompt_ledger.services import executions
 from prompt_ledger.services.executions import Runtime
-from prompt_ledger.workers.celery_app import EXECUTE_TASK, app
+from prompt_ledger.workers.celery_app import EXECUTE_TASK
 from prompt_ledger.workers.dispatch import CeleryDispatcher
 
 log = get_logger(__name__)
@@ -41,8 +42,9 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
 class LoopRunner:
     """An event loop in a daemon thread, with the process's engine, providers and runtime."""
 
-    def __init__(self, max_in_flight: int) -> None:
+    def __init__(self, max_in_flight: int, broker_url: str) -> None:
         self.pid = os.getpid()
+        self.broker_url = broker_url
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._in_flight: set[Future[ExecutionStatus | None]] = set()
         self._lock = threading.Lock()
@@ -65,7 +67,7 @@ class LoopRunner:
             db=self.db,
             providers=providers_from_settings(settings),
             settings=settings,
-            dispatcher=CeleryDispatcher(settings.redis_url or app.conf.broker_url),
+            dispatcher=CeleryDispatcher(self.broker_url),
         )
 
     def submit(self, execution_id: uuid.UUID) -> None:
@@ -110,18 +112,21 @@ _runner: LoopRunner | None = None
 _runner_lock = threading.Lock()
 
 
-def runner() -> LoopRunner:
-    """This process's runner (created after fork, so prefork children get their own)."""
+def runner(broker_url: str) -> LoopRunner:
+    """This process's runner (created after fork, so prefork children get their own); its
+    dispatcher publishes retries to ``broker_url``, the broker this worker consumes."""
     global _runner
     with _runner_lock:
         if _runner is None or _runner.pid != os.getpid():
-            _runner = LoopRunner(get_settings().worker_max_in_flight)
+            _runner = LoopRunner(get_settings().worker_max_in_flight, broker_url)
         return _runner
 
 
-@app.task(name=EXECUTE_TASK)
-def execute(execution_id: str) -> None:
-    runner().submit(uuid.UUID(execution_id))
+# shared_task: registered on whichever app the worker runs (the lazily built one of
+# workers/celery_app.py), so importing this module builds no app.
+@shared_task(name=EXECUTE_TASK, bind=True)
+def execute(self: Task[[str], None], execution_id: str) -> None:
+    runner(self.app.conf.broker_url).submit(uuid.UUID(execution_id))
 
 
 # worker_shutdown fires once the consumer has stopped (worker_shutting_down fires before, while
