@@ -44,6 +44,7 @@ async def db(db_url: str) -> AsyncIterator[Database]:
     database = Database(db_url, pool_size=2)
     yield database
     await database.dispose()
+    clean_database(db_url)  # the other tests expect an empty ledger
 
 
 def row(name: str) -> dict[str, object]:

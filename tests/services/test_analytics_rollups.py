@@ -111,18 +111,20 @@ async def ledger(settings: Settings) -> AsyncIterator[tuple[AsyncSession, list[d
                     "created": created,
                 }
             )
-    async with db.ledger() as ex:
-        for row, status in finishing:
-            from_status = row.status
-            row.status = status
-            assert await ledger_statements.finish(
-                ex,
-                row.id,
+    for row, status in finishing:
+        from_status = row.status
+        row.status = status
+        written = await ledger_statements.finish(
+            db,
+            ledger_statements.Finish(
+                execution_id=row.id,
                 from_status=from_status,
                 attempt=1 if from_status == ExecutionStatus.RUNNING else None,
-                values={"status": status},
+                values={name: getattr(row, name) for name in ledger_statements.FINISH_ATTRIBUTES},
                 delta=analytics.rollup_delta(row),
-            )
+            ),
+        )
+        assert written
     async with db.snapshot() as session:
         yield session, rows
     await db.dispose()

@@ -134,12 +134,14 @@ class TestStaleRunning:
             late = found[0]
             late.attempts, late.status, late.latency_ms = 1, ExecutionStatus.FAILED, 5
             finished = await ledger.finish(
-                ex,
-                eid,
-                from_status=ExecutionStatus.RUNNING,
-                attempt=1,
-                values={"status": ExecutionStatus.FAILED, "error_type": "timeout"},
-                delta=analytics.rollup_delta(late),
+                runtime.db,
+                ledger.Finish(
+                    execution_id=eid,
+                    from_status=ExecutionStatus.RUNNING,
+                    attempt=1,
+                    values={name: getattr(late, name) for name in ledger.FINISH_ATTRIBUTES},
+                    delta=analytics.rollup_delta(late),
+                ),
             )
             assert not finished
         assert (await client.get(f"/v1/executions/{eid}")).json()["status"] == "succeeded"

@@ -241,12 +241,18 @@ class Executor:
         if len(steps) == 1:
             return await self.fetch_one(steps[0], params)
         async with self.transaction():
-            row = await self.fetch_one(steps[0], params)
-            if row is None:
-                return None
-            for step in steps[1:]:
-                row = await self.fetch_one(step, params) or row
-            return row
+            return await self.run_steps(steps, params)
+
+    async def run_steps(
+        self, steps: Sequence[sa.Executable], params: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """``run`` inside a transaction the caller holds."""
+        row = await self.fetch_one(steps[0], params)
+        if row is None:
+            return None
+        for step in steps[1:]:
+            row = await self.fetch_one(step, params) or row
+        return row
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:

@@ -8,12 +8,14 @@ session), so the services read them the same way whichever path loaded them.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from prompt_ledger.db import statements
 from prompt_ledger.db.executor import Executor
+from prompt_ledger.db.session import Database
 from prompt_ledger.db.tables import (
     Base,
     Execution,
@@ -32,6 +34,10 @@ _ATTRIBUTES: dict[type[Base], list[tuple[str, str]]] = {
     for cls in (Prompt, PromptVersion, Model, Execution)
 }
 _EXECUTION_COLUMNS = dict(_ATTRIBUTES[Execution])
+_EXECUTION_ATTRIBUTES = {column: key for key, column in _ATTRIBUTES[Execution]}
+
+FINISH_ATTRIBUTES = tuple(_EXECUTION_ATTRIBUTES[name] for name in statements.FINISH_COLUMNS)
+"""The attributes every final outcome writes (``Finish.values``)."""
 
 ExecutionWithContext = tuple[Execution, Prompt, PromptVersion, Model]
 
@@ -126,10 +132,22 @@ async def find_stale_running(
 # --- transitions ---------------------------------------------------------------------------
 
 
-async def insert_execution(ex: Executor, values: dict[str, Any]) -> bool:
-    """Insert the row (attribute names as keys); False when its idempotency key is taken."""
-    statement = statements.insert_execution(ex.dialect.name)
-    return await ex.fetch_value(statement, _columns(values)) is not None
+async def insert_execution(db: Database, values: dict[str, Any]) -> bool:
+    """Insert the row (attribute names as keys), committed when this returns (with the
+    rows of concurrent callers: group commit); False when its idempotency key is taken."""
+    return await db.group(_insert_executions)(_columns(values))
+
+
+async def _insert_executions(ex: Executor, rows: Sequence[dict[str, Any]]) -> list[bool]:
+    statement = statements.insert_executions(ex.dialect.name, len(rows))
+    found = await ex.fetch_all(statement, _numbered(rows))
+    inserted = {row["id"] for row in found}
+    return [row["id"] in inserted for row in rows]
+
+
+def _numbered(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The parameters of a batch: ``<name>_<i>`` for item ``i``."""
+    return {f"{name}_{i}": value for i, item in enumerate(items) for name, value in item.items()}
 
 
 async def claim(
@@ -181,46 +199,54 @@ class RollupDelta:
     totals: dict[str, int]  # execution_totals (tables.EXECUTION_TOTAL_COUNTERS)
 
 
-async def finish(
-    ex: Executor,
-    execution_id: uuid.UUID,
-    *,
-    from_status: ExecutionStatus,
-    attempt: int | None,
-    values: dict[str, Any],
-    delta: RollupDelta,
-) -> bool:
-    """Write a final outcome and count it in every rollup, atomically, if the row is still
-    in ``from_status`` (and on attempt ``attempt``, when given). True when written."""
-    columns = _columns(values)
-    hourly = {"prompt_id": delta.prompt_id, "hour": delta.hour}
-    params: dict[str, Any] = {"execution_id": execution_id, "from_status": from_status}
-    if attempt is not None:
-        params["attempt"] = attempt
-    params |= {f"set_{name}": value for name, value in columns.items()}
-    params |= _prefixed("rollup", {**hourly, **delta.counters})
-    if delta.latency_bucket is not None:
-        bucket = {"bucket": delta.latency_bucket, "count": 1}
-        params |= _prefixed("latency", {**hourly, **bucket})
-        params |= _prefixed("latency_total", {"prompt_id": delta.prompt_id, **bucket})
-    totals_key = {
-        "prompt_id": delta.prompt_id,
-        "model_id": delta.model_id,
-        "execution_mode": delta.execution_mode,
-        "status": delta.status,
-    }
-    params |= _prefixed("totals", {**totals_key, **delta.totals})
-    steps = statements.finish(
-        ex.dialect.name,
-        tuple(columns),
-        attempt_guard=attempt is not None,
-        with_latency=delta.latency_bucket is not None,
-    )
-    return await ex.run(steps, params) is not None
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """One final outcome: the row as it will read (``statements.FINISH_COLUMNS``, by
+    attribute name) if it is still in ``from_status`` (and on ``attempt``, when given)."""
+
+    execution_id: uuid.UUID
+    from_status: ExecutionStatus
+    attempt: int | None
+    values: dict[str, Any]
+    delta: RollupDelta
+
+    def params(self) -> dict[str, Any]:
+        delta = self.delta
+        params: dict[str, Any] = {
+            "id": self.execution_id,
+            "from_status": self.from_status,
+            "attempt": self.attempt,
+            **_columns(self.values),
+            "prompt_id": delta.prompt_id,
+            "model_id": delta.model_id,
+            "execution_mode": delta.execution_mode,
+            "hour": delta.hour,
+            "bucket": delta.latency_bucket,
+        }
+        params |= {f"r_{name}": value for name, value in delta.counters.items()}
+        params |= {f"t_{name}": value for name, value in delta.totals.items()}
+        return params
 
 
-def _prefixed(prefix: str, row: dict[str, Any]) -> dict[str, Any]:
-    return {f"{prefix}_{key}": value for key, value in row.items()}
+async def finish(db: Database, item: Finish) -> bool:
+    """Write a final outcome and count it in every rollup, atomically, committed when this
+    returns (with those of concurrent callers: group commit). True when written."""
+    return await db.group(_finish_batch)(item)
+
+
+async def _finish_batch(ex: Executor, items: Sequence[Finish]) -> list[bool]:
+    params = [item.params() for item in items]
+    if ex.dialect.name == "postgresql":
+        (statement,) = statements.finish("postgresql", len(items))
+        found = await ex.fetch_all(statement, _numbered(params))
+        written = {row["id"] for row in found}
+        return [item.execution_id in written for item in items]
+    steps = statements.finish(ex.dialect.name, 1)
+    results = []
+    async with ex.transaction():
+        for one in params:
+            results.append(await ex.run_steps(steps, _numbered([one])) is not None)
+    return results
 
 
 async def mark_undispatched(

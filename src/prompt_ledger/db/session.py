@@ -7,9 +7,9 @@ Alembic and other sync callers use the matching sync driver. Only ``unit_of_work
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -22,6 +22,10 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from prompt_ledger.db.executor import Executor, Statements, driver_supported
+from prompt_ledger.db.group_commit import GroupCommit
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -133,7 +137,8 @@ class Database:
       deferred transaction, which in WAL mode reads one snapshot);
     * ``ledger()``: an ``Executor`` for the execution ledger's statements, each committing
       by itself (PostgreSQL in autocommit, SQLite outside any transaction): no BEGIN/COMMIT
-      round trips, and row or table locks last one statement.
+      round trips, and row or table locks last one statement;
+    * ``group(write)``: the same, with concurrent writes of one kind sent as one batch.
 
     Every isolation, locking and dialect choice is made here, not by the callers.
     """
@@ -154,6 +159,7 @@ class Database:
             self._ledger_engine = self.engine
         self._snapshots = session_factory(reading)
         self._statements = Statements(dialect)
+        self._groups: dict[Callable[..., Any], GroupCommit[Any, Any]] = {}
 
     def unit_of_work(self) -> AbstractAsyncContextManager[AsyncSession]:
         return unit_of_work(self.sessions)
@@ -171,6 +177,21 @@ class Database:
         async with self._ledger_engine.connect() as connection:
             raw = await connection.get_raw_connection()
             yield Executor(connection, raw.driver_connection, self._statements)
+
+    def group(
+        self, write: Callable[[Executor, Sequence[Item]], Awaitable[Sequence[Result]]]
+    ) -> GroupCommit[Item, Result]:
+        """Group commit for one kind of write (``db.group_commit``): concurrent calls of the
+        returned writer leave together, as ``write(executor, items)`` on one connection."""
+        group = self._groups.get(write)
+        if group is None:
+
+            async def write_batch(items: Sequence[Item]) -> Sequence[Result]:
+                async with self.ledger() as ex:
+                    return await write(ex, items)
+
+            group = self._groups[write] = GroupCommit(write_batch)
+        return group
 
     async def ping(self) -> None:
         """One round trip; raises what the driver raises when the database is down."""

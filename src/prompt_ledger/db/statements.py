@@ -56,7 +56,7 @@ def _labelled(prefix: str, columns: Any) -> list[Any]:
     return [column.label(f"{prefix}{column.name}") for column in columns]
 
 
-def _param(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
+def _param(name: str, column: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
     return sa.bindparam(name, type_=column.type)
 
 
@@ -142,12 +142,13 @@ def _insert(dialect: str) -> Any:
 
 
 @functools.cache
-def insert_execution(dialect: str) -> Any:
-    """A new execution (every column a parameter); no row back when its idempotency key is
-    already taken (``ON CONFLICT DO NOTHING`` waits for a concurrent holder to commit)."""
+def insert_executions(dialect: str, rows: int) -> Any:
+    """``rows`` new executions (every column a parameter, ``<column>_<i>`` for row ``i``);
+    the ids of those inserted come back: not the ones whose idempotency key is already
+    taken (``ON CONFLICT DO NOTHING`` waits for a concurrent holder to commit)."""
     return (
         _insert(dialect)(_executions)
-        .values({c.name: _param(c.name, c) for c in _executions.c})
+        .values([{c.name: _param(f"{c.name}_{i}", c) for c in _executions.c} for i in range(rows)])
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(_executions.c.id)
     )
@@ -204,24 +205,44 @@ def write_attempt(columns: tuple[str, ...]) -> Any:
     return _guarded_update(columns, attempt_guard=True).returning(_executions.c.id)
 
 
-_Rollup = tuple[sa.Table, str, tuple[str, ...], tuple[str, ...]]
+FINISH_COLUMNS = (
+    "status",
+    "response_text",
+    "prompt_tokens",
+    "response_tokens",
+    "latency_ms",
+    "provider_request_id",
+    "error_type",
+    "error_message",
+    "completed_at",
+)
+"""What every final outcome writes (the caller passes the row as it will read)."""
+
+TOTALS_KEY = ("prompt_id", "model_id", "execution_mode", "status")
 
 
-def _rollup_tables(with_latency: bool) -> list[_Rollup]:
-    """(table, parameter prefix, key columns, added columns) of each rollup a finished
-    execution counts in."""
-    hourly: tuple[str, ...] = ("prompt_id", "hour")
-    tables: list[_Rollup] = [
-        (cast(sa.Table, ExecutionRollup.__table__), "rollup", hourly, ROLLUP_COUNTERS),
+def _finish_columns() -> list[sa.ColumnClause[Any]]:
+    """One finishing item: the guard, what it writes, and what it adds to the rollups
+    (``r_`` hourly counters, ``t_`` all-time totals; ``bucket`` null without a latency)."""
+    e = _executions
+    typed = [
+        ("id", e.c.id.type),
+        ("from_status", e.c.status.type),
+        ("attempt", sa.Integer()),  # null: no attempt guard (cancel)
+        *((name, e.c[name].type) for name in FINISH_COLUMNS),
+        ("prompt_id", sa.Integer()),
+        ("model_id", sa.Integer()),
+        ("execution_mode", e.c.execution_mode.type),
+        ("hour", e.c.created_at.type),
+        ("bucket", sa.SmallInteger()),
+        *((f"r_{name}", sa.BigInteger()) for name in ROLLUP_COUNTERS),
+        *((f"t_{name}", sa.BigInteger()) for name in EXECUTION_TOTAL_COUNTERS),
     ]
-    if with_latency:
-        hourly_latency = cast(sa.Table, LatencyRollup.__table__)
-        all_time_latency = cast(sa.Table, LatencyTotal.__table__)
-        tables.append((hourly_latency, "latency", (*hourly, "bucket"), ("count",)))
-        tables.append((all_time_latency, "latency_total", ("prompt_id", "bucket"), ("count",)))
-    totals_keys = ("prompt_id", "model_id", "execution_mode", "status")
-    tables.append((execution_totals, "totals", totals_keys, EXECUTION_TOTAL_COUNTERS))
-    return tables
+    return [sa.column(name, type_) for name, type_ in typed]
+
+
+FINISH_ITEM = tuple(column.name for column in _finish_columns())
+"""The parameters of one finishing item (``<name>_<i>`` for item ``i`` of a batch)."""
 
 
 def _add_on_conflict(insert: Any, table: sa.Table, keys: Sequence[str], adds: Sequence[str]) -> Any:
@@ -231,34 +252,106 @@ def _add_on_conflict(insert: Any, table: sa.Table, keys: Sequence[str], adds: Se
 
 
 @functools.cache
-def finish(
-    dialect: str, columns: tuple[str, ...], *, attempt_guard: bool, with_latency: bool
-) -> tuple[Any, ...]:
-    """A final outcome and its rollups, atomically, if the guard still holds (see
-    ``_guarded_update``): the id back when written, nothing counted otherwise.
+def finish(dialect: str, items: int) -> tuple[Any, ...]:
+    """``items`` final outcomes and their rollups, atomically, each only if its guard still
+    holds (the row is in ``from_status``, and on ``attempt`` when that is not null): the ids
+    written come back; nothing is counted for the others.
 
-    Rollup parameters are ``<prefix>_<column>`` (prefixes in ``_rollup_tables``). PostgreSQL:
-    one statement, each rollup upsert selecting from the update (so nothing is added when it
-    matched no row), one round trip, the hot rollup rows locked only for that statement.
-    SQLite: the update, then one upsert per table, as one transaction.
+    PostgreSQL: one statement for the whole batch. The items are a ``VALUES`` list; the
+    guarded ``UPDATE … FROM`` it returns the rows it wrote, and each rollup upsert adds the
+    sums of those rows per key (grouped, so a batch touching one rollup row twice adds once).
+    One round trip and one commit for every run finishing at once, and the hot rollup rows
+    are locked for that statement only. SQLite (no data-modifying CTEs): a one-item form, the
+    update then one upsert per table, which the caller runs per item in one transaction.
     """
-    update = _guarded_update(columns, attempt_guard=attempt_guard).returning(_executions.c.id)
-    rollups = _rollup_tables(with_latency)
-    if dialect == "postgresql":
-        finished = update.cte("finished")
-        upserts = []
-        for table, prefix, keys, adds in rollups:
-            names = [*keys, *adds]
-            row = sa.select(
-                *(_param(f"{prefix}_{k}", table.c[k]).label(k) for k in names)
-            ).select_from(finished)
-            insert = postgresql.insert(table).from_select(names, row)
-            upserts.append(_add_on_conflict(insert, table, keys, adds).cte(prefix))
-        return (sa.select(finished.c.id).add_cte(*upserts),)
-    steps = [update]
-    for table, prefix, keys, adds in rollups:
-        values = {k: _param(f"{prefix}_{k}", table.c[k]) for k in (*keys, *adds)}
-        steps.append(_add_on_conflict(sqlite.insert(table).values(values), table, keys, adds))
+    if dialect != "postgresql":
+        assert items == 1, "SQLite finishes item by item (see the docstring)"
+        return _finish_one()
+    columns = _finish_columns()
+    rows = [
+        tuple(sa.cast(_param(f"{c.name}_{i}", c), c.type) for c in columns) for i in range(items)
+    ]
+    batch = sa.values(*columns, name="batch").data(rows).cte("batch")
+    e = _executions
+    finished = (
+        sa.update(e)
+        .where(
+            e.c.id == batch.c.id,
+            e.c.status == batch.c.from_status,
+            sa.or_(batch.c.attempt.is_(None), e.c.attempts == batch.c.attempt),
+        )
+        .values({name: batch.c[name] for name in FINISH_COLUMNS})
+        .returning(e.c.id)
+        .cte("finished")
+    )
+    counted = (sa.select(batch).select_from(batch.join(finished, finished.c.id == batch.c.id))).cte(
+        "counted"
+    )
+    upserts = []
+    for table, keys, adds, where in _rollups(counted):
+        summed = [
+            sa.func.count() if add == "count" else sa.func.sum(counted.c[source])
+            for add, source in adds
+        ]
+        select = (
+            sa.select(*(counted.c[k] for k in keys), *summed)
+            .where(*where)
+            .group_by(*(counted.c[k] for k in keys))
+        )
+        names = [*keys, *(add for add, _ in adds)]
+        insert = postgresql.insert(table).from_select(names, select)
+        upserts.append(
+            _add_on_conflict(insert, table, keys, [add for add, _ in adds]).cte(f"add_{table.name}")
+        )
+    return (sa.select(finished.c.id).add_cte(*upserts),)
+
+
+def _rollups(
+    item: Any,
+) -> list[tuple[sa.Table, tuple[str, ...], list[tuple[str, str]], list[Any]]]:
+    """Per rollup table: its key columns, (column, item column) pairs it adds, and the
+    condition for an item to count in it."""
+    hourly = cast(sa.Table, ExecutionRollup.__table__)
+    latency = cast(sa.Table, LatencyRollup.__table__)
+    latency_total = cast(sa.Table, LatencyTotal.__table__)
+    with_latency = [item.c.bucket.is_not(None)]
+    return [
+        (hourly, ("prompt_id", "hour"), [(n, f"r_{n}") for n in ROLLUP_COUNTERS], []),
+        (latency, ("prompt_id", "hour", "bucket"), [("count", "count")], with_latency),
+        (latency_total, ("prompt_id", "bucket"), [("count", "count")], with_latency),
+        (execution_totals, TOTALS_KEY, [(n, f"t_{n}") for n in EXECUTION_TOTAL_COUNTERS], []),
+    ]
+
+
+def _finish_one() -> tuple[Any, ...]:
+    """SQLite's one-item finish (parameters of item 0): the guarded update, then an upsert
+    per rollup table (the latency ones only when there is a bucket)."""
+    e = _executions
+    item = {c.name: _param(f"{c.name}_0", c) for c in _finish_columns()}
+    update = (
+        sa.update(e)
+        .where(
+            e.c.id == item["id"],
+            e.c.status == item["from_status"],
+            sa.or_(item["attempt"].is_(None), e.c.attempts == item["attempt"]),
+        )
+        .values({name: item[name] for name in FINISH_COLUMNS})
+        .returning(e.c.id)
+    )
+    steps: list[Any] = [update]
+    probe = sa.select(*(value.label(name) for name, value in item.items())).subquery()
+    for table, keys, adds, where in _rollups(probe):
+        needed = dict.fromkeys([*keys, *(src for add, src in adds if add != "count"), "bucket"])
+        one = sa.select(*(item[name].label(name) for name in needed)).subquery("item")
+        condition = [one.c.bucket.is_not(None)] if where else []
+        values = [
+            sa.literal(1, sa.BigInteger()) if add == "count" else one.c[source]
+            for add, source in adds
+        ]
+        select = sa.select(*(one.c[k] for k in keys), *values).where(sa.true(), *condition)
+        names = [*keys, *(add for add, _ in adds)]
+        insert = sqlite.insert(table).from_select(names, select)
+        steps.append(_add_on_conflict(insert, table, keys, [add for add, _ in adds]))
     return tuple(steps)
 
 

@@ -120,13 +120,13 @@ async def run_sync(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
         return record
     execution = record.execution
     values, _ = await _attempt(rt, record.model, execution.rendered_prompt, mapped)
-    async with rt.db.ledger() as ex:
-        written = await _write_attempt(ex, execution, values)
-        if not written:  # recovered by the sweeper meanwhile: report what the ledger says
+    if not await _write_attempt(rt.db, execution, values):
+        # recovered by the sweeper meanwhile: report what the ledger says
+        async with rt.db.ledger() as ex:
             fresh = await ledger.get_execution(ex, execution.id)
-            assert fresh is not None
-            record.execution = fresh[0]
-            return record
+        assert fresh is not None
+        record.execution = fresh[0]
+        return record
     for name, value in values.items():
         setattr(execution, name, value)
     _log_finished(record)
@@ -185,12 +185,12 @@ async def _create(
         not_before=None,
         dispatched_at=None if sync else now,
     )
-    async with rt.db.ledger() as ex:
-        if not await ledger.insert_execution(ex, _column_values(execution)):
-            assert key is not None  # only the idempotency key can conflict
+    if not await ledger.insert_execution(rt.db, _column_values(execution)):
+        assert key is not None  # only the idempotency key can conflict
+        async with rt.db.ledger() as ex:
             existing = await ledger.get_execution_by_key(ex, key.key)
-            assert existing is not None
-            return _replay(existing, key, sync=sync), None
+        assert existing is not None
+        return _replay(existing, key, sync=sync), None
     return ExecutionRecord(execution, prompt, version, model), mapped
 
 
@@ -274,9 +274,7 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
             "not_before": retry_at + timedelta(seconds=delay),
             "dispatched_at": retry_at,
         }
-    async with rt.db.ledger() as ex:
-        written = await _write_attempt(ex, execution, values)
-    if not written:
+    if not await _write_attempt(rt.db, execution, values):
         log.warning("stale_attempt_discarded", execution_id=str(execution.id))
         return None
     for name, value in values.items():
@@ -296,43 +294,44 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
     return status
 
 
-async def _write_attempt(ex: Executor, execution: Execution, values: dict[str, Any]) -> bool:
+async def _write_attempt(db: Database, execution: Execution, values: dict[str, Any]) -> bool:
     """Write a running attempt's outcome if that attempt still owns the row (True when
     written); a final status also counts the execution in the analytics rollups,
     atomically with it."""
     if values["status"] in FINAL_STATUSES:
         return await _finish(
-            ex, execution, values, from_status=ExecutionStatus.RUNNING, attempt=execution.attempts
+            db, execution, values, from_status=ExecutionStatus.RUNNING, attempt=execution.attempts
         )
-    return await ledger.write_attempt(
-        ex,
-        execution.id,
-        from_status=ExecutionStatus.RUNNING,
-        attempt=execution.attempts,
-        values=values,
-    )
+    async with db.ledger() as ex:
+        return await ledger.write_attempt(
+            ex,
+            execution.id,
+            from_status=ExecutionStatus.RUNNING,
+            attempt=execution.attempts,
+            values=values,
+        )
 
 
 async def _finish(
-    ex: Executor,
+    db: Database,
     execution: Execution,
     values: dict[str, Any],
     *,
     from_status: ExecutionStatus,
     attempt: int | None,
 ) -> bool:
-    """Move ``execution`` from ``from_status`` to the final status in ``values``. The rollup
-    deltas come from the row as it will read once written (the update is guarded, so a
-    delta is only counted with it)."""
+    """Move ``execution`` from ``from_status`` to the final status in ``values``: the row
+    as it will read then, with the rollup deltas computed from it (the update is guarded, so
+    a delta is only counted with it)."""
     written = cast(Execution, _AsWritten(execution, values))
-    return await ledger.finish(
-        ex,
-        execution.id,
+    item = ledger.Finish(
+        execution_id=execution.id,
         from_status=from_status,
         attempt=attempt,
-        values=values,
+        values={name: getattr(written, name) for name in ledger.FINISH_ATTRIBUTES},
         delta=analytics.rollup_delta(written),
     )
+    return await ledger.finish(db, item)
 
 
 class _AsWritten:
@@ -444,7 +443,7 @@ async def sweep(rt: Runtime, *, now: datetime | None = None, batch: int = 500) -
                 }
             else:
                 values |= {"status": ExecutionStatus.FAILED, "completed_at": now}
-            if await _write_attempt(ex, execution, values):
+            if await _write_attempt(rt.db, execution, values):
                 log.warning("execution_recovered", execution_id=str(execution.id), retry=retry)
                 if retry:
                     republish.append(execution.id)
@@ -504,7 +503,7 @@ async def cancel(rt: Runtime, execution_id: uuid.UUID) -> ExecutionRecord:
                 "completed_at": utcnow(),
             }
             if await _finish(
-                ex, execution, values, from_status=ExecutionStatus.QUEUED, attempt=None
+                rt.db, execution, values, from_status=ExecutionStatus.QUEUED, attempt=None
             ):
                 for name, value in values.items():
                     setattr(execution, name, value)
