@@ -9,7 +9,7 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -33,13 +33,6 @@ async def provider(stub_url: str) -> AsyncIterator[OpenAIProvider]:
     p = OpenAIProvider(api_key=API_KEY, base_url=stub_url, timeout_s=10)
     yield p
     await p.aclose()
-
-
-@pytest.fixture
-def sync_provider(stub_url: str) -> Iterator[OpenAIProvider]:
-    p = OpenAIProvider(api_key=API_KEY, base_url=stub_url, timeout_s=10)
-    yield p
-    p.close()
 
 
 @pytest.fixture
@@ -117,21 +110,13 @@ class TestMalformedAnswers:
         ("fault", "message"),
         [("malformed", "not JSON"), ("nochoices", "without a chat completion choice")],
     )
-    async def test_async_path(
+    async def test_fail_the_call_as_a_provider_error(
         self, provider: OpenAIProvider, stub_url: str, fault: str, message: str
     ) -> None:
         error = await fail_with(provider, f"[[stub fault={fault}]]")
 
         assert error.kind is ProviderErrorKind.PROVIDER_ERROR
         assert message in error.message
-        assert stub_stats(stub_url)["calls"] == 1
-
-    @pytest.mark.parametrize("fault", ["malformed", "nochoices"])
-    def test_sync_path(self, sync_provider: OpenAIProvider, stub_url: str, fault: str) -> None:
-        with pytest.raises(ProviderError) as caught:
-            sync_provider.generate_sync(f"[[stub fault={fault}]]", model=MODEL, params=NO_PARAMS)
-
-        assert caught.value.kind is ProviderErrorKind.PROVIDER_ERROR
         assert stub_stats(stub_url)["calls"] == 1
 
     @pytest.mark.parametrize(
@@ -321,67 +306,6 @@ class TestErrors:
         await provider.aclose()
 
 
-class TestSync:
-    def test_returns_the_same_result_shape(
-        self, sync_provider: OpenAIProvider, stub_url: str
-    ) -> None:
-        result = sync_provider.generate_sync(
-            "sync call", model=MODEL, params={"max_new_tokens": 8, "top_k": 3}
-        )
-
-        assert result.response_text == "echo: sync call"
-        assert (result.prompt_tokens, result.response_tokens) == (2, 3)
-        assert result.provider_request_id is not None
-        assert result.provider_request_id.startswith("chatcmpl-")
-        body = stub_stats(stub_url)["last_body"]
-        assert body["max_tokens"] == 8
-        assert "top_k" not in body
-
-    @pytest.mark.parametrize(
-        ("prompt", "kind"),
-        [
-            ("[[stub status=500]]", ProviderErrorKind.PROVIDER_ERROR),
-            ("[[stub status=429]]", ProviderErrorKind.RATE_LIMITED),
-            ("[[stub status=401]]", ProviderErrorKind.AUTH_ERROR),
-            ("[[stub status=400]]", ProviderErrorKind.BAD_REQUEST),
-        ],
-    )
-    def test_errors_map_like_the_async_path(
-        self, sync_provider: OpenAIProvider, stub_url: str, prompt: str, kind: ProviderErrorKind
-    ) -> None:
-        with pytest.raises(ProviderError) as caught:
-            sync_provider.generate_sync(prompt, model=MODEL, params=NO_PARAMS)
-
-        assert caught.value.kind is kind
-        assert API_KEY not in caught.value.message
-        assert stub_stats(stub_url)["calls"] == 1
-
-    def test_slow_answer_is_a_timeout(self, stub_url: str) -> None:
-        provider = OpenAIProvider(api_key=API_KEY, base_url=stub_url, timeout_s=0.3)
-        with pytest.raises(ProviderError) as caught:
-            provider.generate_sync("[[stub delay=3]]", model=MODEL, params=NO_PARAMS)
-        provider.close()
-
-        assert caught.value.kind is ProviderErrorKind.TIMEOUT
-        assert stub_stats(stub_url)["calls"] == 1
-
-    def test_refused_connection_is_a_provider_error(self, closed_port_url: str) -> None:
-        provider = OpenAIProvider(api_key=API_KEY, base_url=closed_port_url, timeout_s=5)
-        with pytest.raises(ProviderError) as caught:
-            provider.generate_sync("hello", model=MODEL, params=NO_PARAMS)
-        provider.close()
-
-        assert caught.value.kind is ProviderErrorKind.PROVIDER_ERROR
-
-    def test_missing_api_key_fails_without_calling(self, stub_url: str) -> None:
-        provider = OpenAIProvider(api_key=None, base_url=stub_url, timeout_s=5)
-        with pytest.raises(ProviderError) as caught:
-            provider.generate_sync("hello", model=MODEL, params=NO_PARAMS)
-
-        assert caught.value.kind is ProviderErrorKind.AUTH_ERROR
-        assert stub_stats(stub_url)["calls"] == 0
-
-
 class TestConcurrency:
     async def test_hundreds_of_calls_are_in_flight_together(
         self, provider: OpenAIProvider, stub_url: str
@@ -440,13 +364,14 @@ class TestConstruction:
         assert late.kind is ProviderErrorKind.TIMEOUT
         assert stub_stats(stub_url)["last_headers"]["authorization"] == f"Bearer {API_KEY}"
 
-    def test_settings_without_key_give_a_provider_that_reports_it(self) -> None:
+    async def test_settings_without_key_give_a_provider_that_reports_it(self) -> None:
         provider = openai_provider_from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
 
-        with pytest.raises(ProviderError) as caught:
-            provider.generate_sync("x", model=MODEL, params=NO_PARAMS)
+        error = await fail_with(provider, "x")
 
-        assert "OPENAI_API_KEY" in caught.value.message
+        assert error.kind is ProviderErrorKind.AUTH_ERROR
+        assert "OPENAI_API_KEY" in error.message
+        await provider.aclose()
 
     def test_implements_the_provider_interface(self) -> None:
         provider = OpenAIProvider(api_key=API_KEY, base_url=None, timeout_s=1)

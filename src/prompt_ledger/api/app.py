@@ -13,16 +13,13 @@ from prompt_ledger.api.errors import install_error_handlers
 from prompt_ledger.api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from prompt_ledger.api.middleware import BodyLimitMiddleware
 from prompt_ledger.api.routes import analytics, executions, metrics, ops, prompts, tracking
+from prompt_ledger.bootstrap import build_runtime, close_runtime
 from prompt_ledger.config import Settings, get_settings
-from prompt_ledger.db.session import Database
 from prompt_ledger.gc_tuning import freeze_and_tune
 from prompt_ledger.logging import configure_logging
-from prompt_ledger.providers.registry import close_providers, providers_from_settings
-from prompt_ledger.services.executions import Dispatcher, Runtime
+from prompt_ledger.services.executions import Dispatcher
 from prompt_ledger.workers.dispatch import CeleryDispatcher
 from prompt_ledger.workers.inprocess import InProcessWorker, sweeper
-
-SHUTDOWN_DRAIN_S = 10.0
 
 
 def serve_app() -> FastAPI:
@@ -39,20 +36,13 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
         raise RuntimeError(
             "no API key: set API_KEY, or start with `promptledger serve`, which creates one"
         )
-    db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
-    providers = providers_from_settings(settings)
-    worker: InProcessWorker | None = None
-    dispatcher: Dispatcher
-    if settings.redis_url:
-        dispatcher = CeleryDispatcher(settings.redis_url)
-    else:
-        dispatcher = worker = InProcessWorker()
-    runtime = Runtime(db, providers, settings, dispatcher)
-    if worker is not None:
-        worker.runtime = runtime
+    dispatcher: Dispatcher = (
+        CeleryDispatcher(settings.redis_url) if settings.redis_url else InProcessWorker()
+    )
+    runtime = build_runtime(settings, dispatcher=dispatcher)
     state = AppState(
         settings=settings,
-        db=db,
+        db=runtime.db,
         api_key_digests=key_digests(keys),
         runtime=runtime,
     )
@@ -66,10 +56,7 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
             freeze_and_tune()
         async with sweeper(runtime):
             yield
-        if worker is not None:
-            await worker.drain(SHUTDOWN_DRAIN_S)
-        await close_providers(providers)
-        await db.dispose()
+        await close_runtime(runtime)
 
     app = FastAPI(
         title="PromptLedger",

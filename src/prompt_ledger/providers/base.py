@@ -109,12 +109,6 @@ class Provider(Protocol):
         """
         ...
 
-    def generate_sync(
-        self, prompt: str, *, model: str, params: Mapping[str, Any]
-    ) -> ProviderResult:
-        """Blocking twin of :meth:`generate`, for callers without an event loop."""
-        ...
-
     async def aclose(self) -> None:
         """Release pooled connections."""
         ...

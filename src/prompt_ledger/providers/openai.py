@@ -2,7 +2,7 @@
 
 Choices that matter for throughput and correctness:
 
-* The async path runs the SDK over aiohttp (``DefaultAioHttpClient``): on the project's box it
+* Calls run the SDK over aiohttp (``DefaultAioHttpClient``): on the project's box it
   made the whole sync-execution handler ~1.7x faster than the SDK's default httpx transport
   (``notes/performance-facts.md`` §1g).
 * aiohttp sessions are bound to the event loop that created them, so one SDK client is made
@@ -13,16 +13,14 @@ Choices that matter for throughput and correctness:
   ``DEFAULT_CONNECTION_LIMITS`` (1000 connections) explicitly, because aiohttp's own default of
   100 would silently cap the calls in flight per process.
 * SDK retries are off (``max_retries=0``): PromptLedger decides retries from the error kind.
-* ``PROVIDER_TIMEOUT_S`` is a hard ceiling on the whole async call (``asyncio.timeout``), not only
-  the SDK's per-read timeout, which a slowly trickling answer would never trip. The sync path
-  relies on the SDK's (httpx) connect/read/write timeouts only.
+* ``PROVIDER_TIMEOUT_S`` is a hard ceiling on the whole call (``asyncio.timeout``), not only
+  the SDK's per-read timeout, which a slowly trickling answer would never trip.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
@@ -37,9 +35,7 @@ from openai import (
     APITimeoutError,
     AsyncOpenAI,
     DefaultAioHttpClient,
-    OpenAI,
 )
-from openai.types.chat import ChatCompletion
 
 from prompt_ledger.domain import MAX_INT32
 from prompt_ledger.providers.base import (
@@ -86,8 +82,6 @@ class OpenAIProvider:
         self._base_url = base_url or None
         self._timeout_s = timeout_s
         self._async_clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
-        self._sync_client: OpenAI | None = None
-        self._sync_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"OpenAIProvider(base_url={self._base_url!r}, timeout_s={self._timeout_s})"
@@ -139,22 +133,6 @@ class OpenAIProvider:
             raise self._error_from(exc) from None
         return _result_from_json(body, _elapsed_ms(started))
 
-    def generate_sync(
-        self, prompt: str, *, model: str, params: Mapping[str, Any]
-    ) -> ProviderResult:
-        if self._api_key is None:
-            raise ProviderError(ProviderErrorKind.AUTH_ERROR, _MISSING_KEY_MESSAGE)
-        client = self._sync_client or self._open_sync_client()
-        sent, _ = self.map_params(params)
-        started = time.perf_counter()
-        try:
-            completion = client.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": prompt}], **sent
-            )
-        except APIError as exc:
-            raise self._error_from(exc) from None
-        return _result(completion, _elapsed_ms(started))
-
     async def aclose(self) -> None:
         """Close every pooled client: this loop's now, other live loops' on their own loop."""
         current = asyncio.get_running_loop()
@@ -165,14 +143,6 @@ class OpenAIProvider:
                 await entry.closer.aclose()
             elif not loop.is_closed():
                 asyncio.run_coroutine_threadsafe(entry.closer.aclose(), loop)
-        self.close()
-
-    def close(self) -> None:
-        """Close the blocking client (the async ones need :meth:`aclose`)."""
-        with self._sync_lock:
-            client, self._sync_client = self._sync_client, None
-        if client is not None:
-            client.close()
 
     async def _open_async_client(self) -> AsyncOpenAI:
         loop = asyncio.get_running_loop()
@@ -208,17 +178,6 @@ class OpenAIProvider:
             if entry is not None and entry.client is client:
                 del self._async_clients[loop]
             await client.close()
-
-    def _open_sync_client(self) -> OpenAI:
-        with self._sync_lock:
-            if self._sync_client is None:
-                self._sync_client = OpenAI(
-                    api_key=self._api_key,
-                    base_url=self._base_url,
-                    timeout=self._timeout_s,
-                    max_retries=0,
-                )
-            return self._sync_client
 
     def _timeout_error(self) -> ProviderError:
         return ProviderError(
@@ -310,26 +269,9 @@ def _elapsed_ms(started: float) -> int:
 _NO_CHOICE = "provider answered without a chat completion choice"
 
 
-def _result(completion: ChatCompletion, latency_ms: int) -> ProviderResult:
-    """From the SDK's ``ChatCompletion`` (the blocking path)."""
-    try:
-        message = completion.choices[0].message
-        text = message.content if message.content is not None else (message.refusal or "")
-        usage = completion.usage
-    except (AttributeError, IndexError, TypeError):
-        # The SDK builds responses without validation; an odd "compatible" server can omit fields.
-        raise ProviderError(ProviderErrorKind.PROVIDER_ERROR, _NO_CHOICE) from None
-    return _checked(
-        text,
-        usage.prompt_tokens if usage is not None else None,
-        usage.completion_tokens if usage is not None else None,
-        latency_ms,
-        completion.id,
-    )
-
-
 def _result_from_json(body: bytes, latency_ms: int) -> ProviderResult:
-    """From a chat completion's JSON body (the async path): the same fields as ``_result``."""
+    """From a chat completion's JSON body: the text (the refusal when there is no content),
+    the token counts and the request id."""
     try:
         completion = json.loads(body)
     except ValueError:

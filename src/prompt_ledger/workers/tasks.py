@@ -17,12 +17,11 @@ from concurrent.futures import Future
 from celery import Task, shared_task
 from celery.signals import worker_shutdown
 
+from prompt_ledger.bootstrap import build_runtime, close_runtime
 from prompt_ledger.config import get_settings
-from prompt_ledger.db.session import Database
 from prompt_ledger.db.tables import ExecutionStatus
 from prompt_ledger.gc_tuning import freeze_and_tune
 from prompt_ledger.logging import configure_logging, get_logger
-from prompt_ledger.providers.registry import close_providers, providers_from_settings
 from prompt_ledger.services import executions
 from prompt_ledger.services.executions import Runtime
 from prompt_ledger.workers.celery_app import EXECUTE_TASK
@@ -57,18 +56,10 @@ class LoopRunner:
         ).start()
         settings = get_settings()
         configure_logging(debug=settings.debug)
-        self.runtime: Runtime = asyncio.run_coroutine_threadsafe(self._build(), self.loop).result()
-        freeze_and_tune()  # hundreds of executions in flight: as for `serve` (gc_tuning)
-
-    async def _build(self) -> Runtime:
-        settings = get_settings()
-        self.db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
-        return Runtime(
-            db=self.db,
-            providers=providers_from_settings(settings),
-            settings=settings,
-            dispatcher=CeleryDispatcher(self.broker_url),
+        self.runtime: Runtime = build_runtime(
+            settings, dispatcher=CeleryDispatcher(self.broker_url)
         )
+        freeze_and_tune()  # hundreds of executions in flight: as for `serve` (gc_tuning)
 
     def submit(self, execution_id: uuid.UUID) -> None:
         if self._draining.is_set():
@@ -101,11 +92,7 @@ class LoopRunner:
                 future.result(timeout=timeout_s)
             except Exception:  # noqa: S112 - a crashed execution is recovered by the sweeper
                 continue
-        asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(timeout=10)
-
-    async def _close(self) -> None:
-        await close_providers(dict(self.runtime.providers))
-        await self.db.dispose()
+        asyncio.run_coroutine_threadsafe(close_runtime(self.runtime), self.loop).result(timeout=10)
 
 
 _runner: LoopRunner | None = None
