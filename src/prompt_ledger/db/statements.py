@@ -154,18 +154,20 @@ def insert_executions(dialect: str, rows: int) -> Any:
     )
 
 
-def _guarded_update(columns: Sequence[str], *, attempt_guard: bool) -> Any:
+def _guarded_update(columns: Sequence[str]) -> Any:
     """Set ``columns`` (parameters ``set_<column>``) on ``execution_id`` if it is still in
-    status ``from_status`` (and, with the attempt guard, on attempt ``attempt``): duplicate
-    deliveries and late workers change nothing."""
+    status ``from_status`` on attempt ``attempt``: duplicate deliveries and late workers
+    change nothing."""
     e = _executions
-    guard = [
-        e.c.id == _param("execution_id", e.c.id),
-        e.c.status == _param("from_status", e.c.status),
-    ]
-    if attempt_guard:
-        guard.append(e.c.attempts == sa.bindparam("attempt"))
-    return sa.update(e).where(*guard).values({c: _param(f"set_{c}", e.c[c]) for c in columns})
+    return (
+        sa.update(e)
+        .where(
+            e.c.id == _param("execution_id", e.c.id),
+            e.c.status == _param("from_status", e.c.status),
+            e.c.attempts == sa.bindparam("attempt"),
+        )
+        .values({c: _param(f"set_{c}", e.c[c]) for c in columns})
+    )
 
 
 _now = _param("now", _executions.c.started_at)
@@ -202,7 +204,7 @@ def claim(dialect: str) -> tuple[Any, ...]:
 def write_attempt(columns: tuple[str, ...]) -> Any:
     """A non-final outcome of the attempt ``attempt`` (requeue for a retry, recovery to
     ``queued``); the id back when written."""
-    return _guarded_update(columns, attempt_guard=True).returning(_executions.c.id)
+    return _guarded_update(columns).returning(_executions.c.id)
 
 
 FINISH_COLUMNS = (
