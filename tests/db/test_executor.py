@@ -9,12 +9,10 @@ connection that died is replaced, not handed out again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from tests.conftest import clean_database
 
 from prompt_ledger.db.session import Database, create_sync_engine
 from prompt_ledger.db.tables import Prompt, PromptMode
@@ -36,15 +34,6 @@ FIXED = sa.select(
     sa.literal({"a": [1, 2]}, type_=sa.JSON).label("doc"),
     sa.literal(uuid.UUID(int=7), type_=sa.Uuid).label("uid"),
 )
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    clean_database(db_url)
-    database = Database(db_url, pool_size=2)
-    yield database
-    await database.dispose()
-    clean_database(db_url)  # the other tests expect an empty ledger
 
 
 def row(name: str) -> dict[str, object]:

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import sqlalchemy as sa
-from tests.conftest import clean_database
 
 from prompt_ledger.db import ledger
 from prompt_ledger.db.session import Database
@@ -28,15 +25,6 @@ from prompt_ledger.db.tables import (
 from prompt_ledger.services import analytics, prompts
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    clean_database(db_url)
-    database = Database(db_url, pool_size=4)
-    yield database
-    await database.dispose()
-    clean_database(db_url)  # the other tests expect an empty ledger
 
 
 async def running_row(db: Database, n: int, *, key: str | None = None) -> Execution:
