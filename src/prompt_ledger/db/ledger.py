@@ -140,14 +140,9 @@ async def insert_execution(db: Database, values: dict[str, Any]) -> bool:
 
 async def _insert_executions(ex: Executor, rows: Sequence[dict[str, Any]]) -> list[bool]:
     statement = statements.insert_executions(ex.dialect.name, len(rows))
-    found = await ex.fetch_all(statement, _numbered(rows))
+    found = await ex.fetch_all(statement, statements.batch_params(ex.dialect.name, rows))
     inserted = {row["id"] for row in found}
     return [row["id"] in inserted for row in rows]
-
-
-def _numbered(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The parameters of a batch: ``<name>_<i>`` for item ``i``."""
-    return {f"{name}_{i}": value for i, item in enumerate(items) for name, value in item.items()}
 
 
 async def claim(
@@ -236,16 +231,17 @@ async def finish(db: Database, item: Finish) -> bool:
 
 async def _finish_batch(ex: Executor, items: Sequence[Finish]) -> list[bool]:
     params = [item.params() for item in items]
-    if ex.dialect.name == "postgresql":
-        (statement,) = statements.finish("postgresql", len(items))
-        found = await ex.fetch_all(statement, _numbered(params))
+    dialect = ex.dialect.name
+    steps = statements.finish(dialect)
+    if len(steps) == 1:  # the whole batch in one statement
+        found = await ex.fetch_all(steps[0], statements.batch_params(dialect, params))
         written = {row["id"] for row in found}
         return [item.execution_id in written for item in items]
-    steps = statements.finish(ex.dialect.name, 1)
     results = []
     async with ex.transaction():
         for one in params:
-            results.append(await ex.run_steps(steps, _numbered([one])) is not None)
+            found_one = await ex.run_steps(steps, statements.batch_params(dialect, [one]))
+            results.append(found_one is not None)
     return results
 
 

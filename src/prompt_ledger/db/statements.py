@@ -15,11 +15,13 @@ the statuses a transition moves between, are passed by the services: the rules l
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import TypeDecorator
 
 from prompt_ledger.db.tables import (
     EXECUTION_TOTAL_COUNTERS,
@@ -137,18 +139,88 @@ STALE_RUNNING = (
 # --- writes ------------------------------------------------------------------------------
 
 
-def _insert(dialect: str) -> Any:
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+class _JSONText(TypeDecorator[Any]):
+    """A JSON value sent as its text: asyncpg applies its JSON codec to a ``jsonb``
+    parameter but not to the elements of a ``jsonb[]`` one, so arrays carry text."""
+
+    impl = sa.Text()
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
+        return None if value is None else json.dumps(value)
+
+
+class _EachOf(TypeDecorator[list[Any]]):
+    """The array parameter of an ``unnest``: each element goes through ``item``'s bind
+    processing, as a scalar parameter would (the drivers send the list as it is)."""
+
+    impl = sa.types.NullType()
+    cache_ok = True
+
+    def __init__(self, item: sa.types.TypeEngine[Any]) -> None:
+        super().__init__()
+        self.item = item
+
+    def bind_processor(self, dialect: sa.Dialect) -> Any:
+        process = self.item.dialect_impl(dialect).bind_processor(dialect)
+        if process is None:
+            return None
+        return lambda values: None if values is None else [process(v) for v in values]
+
+
+def _unnest(columns: Sequence[Any], name: str) -> Any:
+    """PostgreSQL: the rows of a batch as ``unnest`` of one typed array parameter per
+    column (parameter = the column's name), JSON columns cast back from text. The statement
+    and its plan are the same for every batch size: compiled, prepared and planned once per
+    connection, where a ``VALUES`` list is a new statement for each size (compiled in tens
+    of ms, and prepared again on every pooled connection, crowding the driver's cache)."""
+    sent = [_JSONText() if isinstance(c.type, sa.JSON) else c.type for c in columns]
+    arrays = [
+        sa.cast(sa.bindparam(c.name, type_=_EachOf(type_)), postgresql.ARRAY(type_))
+        for c, type_ in zip(columns, sent, strict=True)
+    ]
+    typed = [sa.column(c.name, type_) for c, type_ in zip(columns, sent, strict=True)]
+    rows = sa.func.unnest(*arrays).table_valued(*typed).render_derived(name=f"{name}_arrays")
+    return sa.select(
+        *(
+            sa.cast(rows.c[c.name], c.type).label(c.name)
+            if isinstance(c.type, sa.JSON)
+            else rows.c[c.name]
+            for c in columns
+        )
+    ).subquery(name)
+
+
+def batch_params(dialect: str, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The parameters of a batch statement (``insert_executions``, ``finish``): on
+    PostgreSQL one array per column (``_unnest``); elsewhere ``<name>_<i>`` for item ``i``."""
+    if dialect == "postgresql":
+        return {name: [item[name] for item in items] for name in items[0]}
+    return {f"{name}_{i}": value for i, item in enumerate(items) for name, value in item.items()}
 
 
 @functools.cache
 def insert_executions(dialect: str, rows: int) -> Any:
-    """``rows`` new executions (every column a parameter, ``<column>_<i>`` for row ``i``);
-    the ids of those inserted come back: not the ones whose idempotency key is already
-    taken (``ON CONFLICT DO NOTHING`` waits for a concurrent holder to commit)."""
+    """``rows`` new executions (``batch_params``; one statement for any ``rows`` on
+    PostgreSQL); the ids of those inserted come back: not the ones whose idempotency key is
+    already taken (``ON CONFLICT DO NOTHING`` waits for a concurrent holder to commit)."""
+    if dialect == "postgresql":
+        return _insert_executions_unnest()
     return (
-        _insert(dialect)(_executions)
+        sqlite.insert(_executions)
         .values([{c.name: _param(f"{c.name}_{i}", c) for c in _executions.c} for i in range(rows)])
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(_executions.c.id)
+    )
+
+
+@functools.cache
+def _insert_executions_unnest() -> Any:
+    batch = _unnest(list(_executions.c), "batch")
+    names = [c.name for c in _executions.c]
+    return (
+        postgresql.insert(_executions)
+        .from_select(names, sa.select(*(batch.c[n] for n in names)))
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(_executions.c.id)
     )
@@ -254,26 +326,27 @@ def _add_on_conflict(insert: Any, table: sa.Table, keys: Sequence[str], adds: Se
 
 
 @functools.cache
-def finish(dialect: str, items: int) -> tuple[Any, ...]:
-    """``items`` final outcomes and their rollups, atomically, each only if its guard still
-    holds (the row is in ``from_status``, and on ``attempt`` when that is not null): the ids
-    written come back; nothing is counted for the others.
+def finish(dialect: str) -> tuple[Any, ...]:
+    """Final outcomes and their rollups, atomically, each only if its guard still holds (the
+    row is in ``from_status``, and on ``attempt`` when that is not null): the ids written
+    come back; nothing is counted for the others.
 
-    PostgreSQL: one statement for the whole batch. The items are a ``VALUES`` list; the
-    guarded ``UPDATE … FROM`` it returns the rows it wrote, and each rollup upsert adds the
-    sums of those rows per key (grouped, so a batch touching one rollup row twice adds once).
-    One round trip and one commit for every run finishing at once, and the hot rollup rows
-    are locked for that statement only. SQLite (no data-modifying CTEs): a one-item form, the
-    update then one upsert per table, which the caller runs per item in one transaction.
+    PostgreSQL: one statement for a whole batch (``batch_params``). The items are unnested
+    from arrays; the guarded ``UPDATE … FROM`` returns the rows it wrote, and each rollup
+    upsert adds the sums of those rows per key (grouped, so a batch touching one rollup row
+    twice adds once). One round trip and one commit for every run finishing at once, and the
+    hot rollup rows are locked for that statement only. SQLite (no data-modifying CTEs): a
+    one-item form (parameters of item 0), the update then one upsert per table, which the
+    caller runs per item in one transaction.
     """
     if dialect != "postgresql":
-        assert items == 1, "SQLite finishes item by item (see the docstring)"
         return _finish_one()
-    columns = _finish_columns()
-    rows = [
-        tuple(sa.cast(_param(f"{c.name}_{i}", c), c.type) for c in columns) for i in range(items)
-    ]
-    batch = sa.values(*columns, name="batch").data(rows).cte("batch")
+    return _finish_unnest()
+
+
+@functools.cache
+def _finish_unnest() -> tuple[Any, ...]:
+    batch = sa.select(_unnest(_finish_columns(), "items")).cte("batch")
     e = _executions
     finished = (
         sa.update(e)
