@@ -53,6 +53,8 @@ def execution_request(
             model_name=body.model_name,
             provider=body.provider,
             version=body.version,
+            label=body.label,
+            subject=body.subject,
             variables=body.variables,
             params=body.params.model_dump(exclude_none=True),
             metadata=body.metadata,
