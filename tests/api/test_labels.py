@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from tests.api.test_executions import RUN, SUBMIT, body, execution_count, wait_done
+
+from prompt_ledger.db.session import create_sync_engine
 
 REGISTER = "/v1/prompts/register-code"
 
@@ -509,3 +513,43 @@ class TestDiff:
         )
         for params in ({"from": 1}, {"to": 1}, {"from": 0, "to": 1}, {"from": "a", "to": 1}):
             assert err(await get("/v1/prompts/p/diff", params=params)) == (422, "validation_error")
+
+
+class TestIdempotencyAcrossTheUpgrade:
+    async def test_unused_new_fields_leave_the_fingerprint(
+        self, client: httpx.AsyncClient, db_url: str
+    ) -> None:
+        """A key's fingerprint is what it was before ``label``/``subject`` existed, so a
+        request retried across the upgrade replays."""
+        await save(client, "p", "Hello")
+        payload = body()
+        r = await client.post(RUN, json=payload, headers={"Idempotency-Key": "k-1"})
+        assert r.status_code == 200
+        old_shape = {
+            "prompt_name": "p",
+            "version": None,
+            "variables": {},
+            "model_name": "gpt-4o-mini",
+            "provider": "openai",
+            "params": {
+                "temperature": None,
+                "top_p": None,
+                "top_k": None,
+                "max_new_tokens": None,
+                "repetition_penalty": None,
+            },
+            "metadata": {},
+        }
+        canonical = json.dumps(
+            ["POST", RUN, old_shape], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        engine = create_sync_engine(db_url)
+        with engine.connect() as conn:
+            stored = conn.scalar(sa.text("SELECT idempotency_fingerprint FROM executions"))
+        engine.dispose()
+        assert stored == hashlib.sha256(canonical.encode()).hexdigest()
+        # with a label, the label is part of it: another body, another fingerprint
+        r = await client.post(
+            RUN, json=payload | {"label": "active"}, headers={"Idempotency-Key": "k-1"}
+        )
+        assert err(r) == (422, "idempotency_key_reused")

@@ -35,7 +35,7 @@ async def list_labels(name: NameParam, session: SessionDep) -> LabelList:
 @router.put(
     "/{name}/labels/{label}",
     response_model=LabelOut,
-    responses={201: {"model": LabelOut}, **error_responses(404, 409)},
+    responses={201: {"model": LabelOut}, **error_responses(404, 409, 413)},
 )
 async def set_label(
     name: NameParam,
