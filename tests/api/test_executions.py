@@ -60,6 +60,8 @@ class TestRunSync:
             "execution_mode",
             "prompt",
             "version",
+            "label",
+            "subject",
             "model",
             "variables",
             "rendered_prompt",
@@ -79,6 +81,7 @@ class TestRunSync:
         assert e["execution_mode"] == "sync"
         assert e["prompt"] == {"name": "welcome", "mode": "full"}
         assert e["version"]["number"] == 1
+        assert e["label"] is None and e["subject"] is None
         assert len(e["version"]["checksum"]) == 64
         assert e["model"] == {"provider": "openai", "name": "gpt-4o-mini"}
         assert e["variables"] == {"name": "Ada"}

@@ -34,6 +34,13 @@ EXPECTED = {
         "succeeded",
     ],
     "convert_modes.py": ["unchanged", "mode_converted", "register-code"],
+    "labels_and_splits.py": [
+        "production True echo: Buy now, Ada!",
+        "sticky: True",
+        "('production', 1)",
+        "True []",
+        "-Buy now, {{ name }}!",
+    ],
 }
 
 

@@ -33,11 +33,13 @@ from prompt_ledger.client.models import (
     Analytics,
     AnalyticsMode,
     ApiModel,
+    Diff,
     Execution,
     ExecutionMode,
     ExecutionStatus,
     Health,
     History,
+    Label,
     Page,
     Prompt,
     PromptEvent,
@@ -64,6 +66,8 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 ExecutionRef = uuid.UUID | str | Execution | Submission
 PromptSource = Iterable[CodePrompt] | Mapping[str, str]
 VersionChoice = int | Literal["active"] | None
+# A split as the client takes it: (version, weight) pairs or {"version", "weight"} mappings.
+SplitSpec = Iterable[tuple[int, int] | Mapping[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +188,16 @@ def execution_body(
     provider: str | None,
     params: Mapping[str, Any] | None,
     metadata: Mapping[str, Any] | None,
+    label: str | None = None,
+    subject: str | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"variables": dict(variables or {}), "model_name": model_name}
     if version is not None:
         body["version"] = version
+    if label is not None:
+        body["label"] = label
+    if subject is not None:
+        body["subject"] = subject
     if provider is not None:
         body["provider"] = provider
     if params:
@@ -195,6 +205,17 @@ def execution_body(
     if metadata:
         body["metadata"] = dict(metadata)
     return body
+
+
+def split_body(split: SplitSpec) -> list[dict[str, int]]:
+    entries = []
+    for entry in split:
+        if isinstance(entry, Mapping):
+            entries.append({"version": int(entry["version"]), "weight": int(entry["weight"])})
+        else:
+            version, weight = entry
+            entries.append({"version": int(version), "weight": int(weight)})
+    return entries
 
 
 def idempotency(key: str | None) -> dict[str, str]:
@@ -250,6 +271,34 @@ class Operations:
         response = yield from send(Call("GET", f"/v1/prompts/{segment(name)}/events"))
         return parse_items(PromptEvent, response)
 
+    # --- labels and diff ----------------------------------------------------------------------
+
+    def list_labels(self, name: str) -> Flow[list[Label]]:
+        response = yield from send(Call("GET", f"/v1/prompts/{segment(name)}/labels"))
+        return parse_items(Label, response)
+
+    def set_label(
+        self, name: str, label: str, *, version: int | None, split: SplitSpec | None
+    ) -> Flow[Label]:
+        if (version is None) == (split is None):
+            raise ValueError("give exactly one of version and split")
+        body: dict[str, Any] = (
+            {"version": version} if version is not None else {"split": split_body(split or ())}
+        )
+        path = f"/v1/prompts/{segment(name)}/labels/{segment(label)}"
+        response = yield from send(Call("PUT", path, json=body))
+        return parse(Label, response)
+
+    def delete_label(self, name: str, label: str) -> Flow[None]:
+        path = f"/v1/prompts/{segment(name)}/labels/{segment(label)}"
+        yield from send(Call("DELETE", path))
+        return None
+
+    def diff(self, name: str, from_version: int, to_version: int) -> Flow[Diff]:
+        params = query(**{"from": int(from_version), "to": int(to_version)})
+        response = yield from send(Call("GET", f"/v1/prompts/{segment(name)}/diff", params=params))
+        return parse(Diff, response)
+
     # --- executions -------------------------------------------------------------------------
 
     def run(
@@ -263,6 +312,8 @@ class Operations:
         params: Mapping[str, Any] | None,
         metadata: Mapping[str, Any] | None,
         idempotency_key: str | None,
+        label: str | None = None,
+        subject: str | None = None,
     ) -> Flow[Execution]:
         body = execution_body(
             variables=variables,
@@ -271,6 +322,8 @@ class Operations:
             provider=provider,
             params=params,
             metadata=metadata,
+            label=label,
+            subject=subject,
         )
         call = Call(
             "POST",
@@ -292,6 +345,8 @@ class Operations:
         params: Mapping[str, Any] | None,
         metadata: Mapping[str, Any] | None,
         idempotency_key: str | None,
+        label: str | None = None,
+        subject: str | None = None,
     ) -> Flow[Submission]:
         body = execution_body(
             variables=variables,
@@ -300,6 +355,8 @@ class Operations:
             provider=provider,
             params=params,
             metadata=metadata,
+            label=label,
+            subject=subject,
         )
         call = Call(
             "POST",
@@ -426,14 +483,23 @@ class Operations:
         params: Mapping[str, Any] | None,
         metadata: Mapping[str, Any] | None,
         idempotency_key: str | None,
+        label: str | None = None,
+        subject: str | None = None,
     ) -> Flow[Execution | Submission]:
+        # A label chooses the version on the server: no pinning to the registered one.
+        if label is None:
+            pinned = self.resolve_version(name, version)
+        else:
+            pinned = version if isinstance(version, int) else None
         body = execution_body(
             variables=variables,
             model_name=model_name,
-            version=self.resolve_version(name, version),
+            version=pinned,
             provider=provider,
             params=params,
             metadata=metadata,
+            label=label,
+            subject=subject,
         )
         call = Call(
             "POST",

@@ -23,17 +23,20 @@ from prompt_ledger.client._core import (
     ExecutionRef,
     Flow,
     PromptSource,
+    SplitSpec,
     VersionChoice,
 )
 from prompt_ledger.client.errors import error_from_transport
 from prompt_ledger.client.models import (
     Analytics,
     AnalyticsMode,
+    Diff,
     Execution,
     ExecutionMode,
     ExecutionStatus,
     Health,
     History,
+    Label,
     Page,
     Prompt,
     PromptEvent,
@@ -191,6 +194,29 @@ class AsyncPromptLedger(ClientBase):
         """See :meth:`PromptLedger.list_events`."""
         return await self._run(self._ops.list_events(name))
 
+    async def list_labels(self, name: str) -> list[Label]:
+        """See :meth:`PromptLedger.list_labels`."""
+        return await self._run(self._ops.list_labels(name))
+
+    async def set_label(
+        self,
+        name: str,
+        label: str,
+        *,
+        version: int | None = None,
+        split: SplitSpec | None = None,
+    ) -> Label:
+        """See :meth:`PromptLedger.set_label`."""
+        return await self._run(self._ops.set_label(name, label, version=version, split=split))
+
+    async def delete_label(self, name: str, label: str) -> None:
+        """See :meth:`PromptLedger.delete_label`."""
+        return await self._run(self._ops.delete_label(name, label))
+
+    async def diff(self, name: str, from_version: int, to_version: int) -> Diff:
+        """See :meth:`PromptLedger.diff`."""
+        return await self._run(self._ops.diff(name, from_version, to_version))
+
     async def run(
         self,
         prompt_name: str,
@@ -202,6 +228,8 @@ class AsyncPromptLedger(ClientBase):
         params: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        label: str | None = None,
+        subject: str | None = None,
     ) -> Execution:
         """See :meth:`PromptLedger.run`."""
         return await self._run(
@@ -214,6 +242,8 @@ class AsyncPromptLedger(ClientBase):
                 params=params,
                 metadata=metadata,
                 idempotency_key=idempotency_key,
+                label=label,
+                subject=subject,
             )
         )
 
@@ -228,6 +258,8 @@ class AsyncPromptLedger(ClientBase):
         params: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        label: str | None = None,
+        subject: str | None = None,
     ) -> Submission:
         """See :meth:`PromptLedger.submit`."""
         return await self._run(
@@ -240,6 +272,8 @@ class AsyncPromptLedger(ClientBase):
                 params=params,
                 metadata=metadata,
                 idempotency_key=idempotency_key,
+                label=label,
+                subject=subject,
             )
         )
 
@@ -347,6 +381,8 @@ class AsyncPromptLedger(ClientBase):
         params: Mapping[str, Any] | None = ...,
         metadata: Mapping[str, Any] | None = ...,
         idempotency_key: str | None = ...,
+        label: str | None = ...,
+        subject: str | None = ...,
     ) -> Execution: ...
 
     @overload
@@ -362,6 +398,8 @@ class AsyncPromptLedger(ClientBase):
         params: Mapping[str, Any] | None = ...,
         metadata: Mapping[str, Any] | None = ...,
         idempotency_key: str | None = ...,
+        label: str | None = ...,
+        subject: str | None = ...,
     ) -> Submission: ...
 
     async def execute(
@@ -376,6 +414,8 @@ class AsyncPromptLedger(ClientBase):
         params: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        label: str | None = None,
+        subject: str | None = None,
     ) -> Execution | Submission:
         """See :meth:`PromptLedger.execute` (including how the version is chosen)."""
         return await self._run(
@@ -389,6 +429,8 @@ class AsyncPromptLedger(ClientBase):
                 params=params,
                 metadata=metadata,
                 idempotency_key=idempotency_key,
+                label=label,
+                subject=subject,
             )
         )
 

@@ -18,7 +18,7 @@ PromptMode = Literal["full", "tracking"]
 VersionStatus = Literal["draft", "active", "deprecated"]
 ExecutionMode = Literal["sync", "async"]
 ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
-EventType = Literal["created", "version_created", "activated", "mode_converted"]
+EventType = Literal["created", "version_created", "activated", "mode_converted", "label_moved"]
 Change = Literal["created", "new_version", "unchanged", "reactivated"]
 AnalyticsMode = Literal["all", "full", "tracking"]
 
@@ -83,13 +83,65 @@ class SavedPrompt(ApiModel):
     created: bool
 
 
+class SplitEntry(ApiModel):
+    """One variant of a traffic split: a version and its share of the traffic (percent)."""
+
+    version: int
+    weight: int
+
+
+class LabelTarget(ApiModel):
+    """Where a label pointed: one version, or a split."""
+
+    version_number: int | None = None
+    split: list[SplitEntry] | None = None
+
+
 class PromptEvent(ApiModel):
-    """One entry of a prompt's history (which version was active when)."""
+    """One entry of a prompt's history (which version was active, or a label pointed, when).
+
+    For ``label_moved``: ``label``, its new target (``version_number`` or ``split``; both
+    ``None`` when the label was deleted) and ``previous`` (``None`` for a new label).
+    """
 
     type: EventType
     version_number: int | None
     previous_version_number: int | None
+    label: str | None = None
+    split: list[SplitEntry] | None = None
+    previous: LabelTarget | None = None
     created_at: datetime
+
+
+class Label(ApiModel):
+    """A named pointer of a prompt (``active`` is one): to a version, or to a split."""
+
+    label: str
+    version_number: int | None
+    split: list[SplitEntry] | None
+    updated_at: datetime
+
+
+class DiffChanges(ApiModel):
+    """Which parts differ between two versions, and the variables gained and lost."""
+
+    template: bool | None
+    messages: bool | None = None
+    config: bool
+    variables_schema: bool
+    variables_added: list[str]
+    variables_removed: list[str]
+
+
+class Diff(ApiModel):
+    """``GET /v1/prompts/{name}/diff``: ``from_`` is the body's ``from``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    from_: int = Field(alias="from")
+    to: int
+    unified: str
+    changes: DiffChanges
 
 
 class Page(ApiModel, Generic[T]):
@@ -143,6 +195,8 @@ class Execution(ApiModel):
     execution_mode: ExecutionMode
     prompt: PromptRef
     version: VersionRef
+    label: str | None = None  # the label it was run by (SPEC §9.2)
+    subject: str | None = None  # the subject that chose a split's variant
     model: ModelRef
     variables: dict[str, Any]
     rendered_prompt: str

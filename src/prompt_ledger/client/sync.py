@@ -18,17 +18,20 @@ from prompt_ledger.client._core import (
     ExecutionRef,
     Flow,
     PromptSource,
+    SplitSpec,
     VersionChoice,
 )
 from prompt_ledger.client.errors import error_from_transport
 from prompt_ledger.client.models import (
     Analytics,
     AnalyticsMode,
+    Diff,
     Execution,
     ExecutionMode,
     ExecutionStatus,
     Health,
     History,
+    Label,
     Page,
     Prompt,
     PromptEvent,
@@ -300,6 +303,82 @@ class PromptLedger(ClientBase):
         """
         return self._run(self._ops.list_events(name))
 
+    def list_labels(self, name: str) -> list[Label]:
+        """Every label of a prompt (``GET /v1/prompts/{name}/labels``): ``active`` first.
+
+        Returns:
+            Each label with its ``version_number`` or its ``split``.
+
+        Raises:
+            NotFoundError: no prompt of that name.
+
+        Example::
+
+            {x.label: x.version_number or x.split for x in client.list_labels("welcome")}
+        """
+        return self._run(self._ops.list_labels(name))
+
+    def set_label(
+        self,
+        name: str,
+        label: str,
+        *,
+        version: int | None = None,
+        split: SplitSpec | None = None,
+    ) -> Label:
+        """Point ``label`` at one version or at a traffic split (``PUT .../labels/{label}``).
+
+        Moving ``active`` is an activation (full mode only). Each move is logged as a
+        ``label_moved`` event.
+
+        Args:
+            name: the prompt.
+            label: ``[a-z0-9][a-z0-9._-]{0,63}``, e.g. ``"production"``.
+            version: the version to point at; or
+            split: 2-10 ``(version, weight)`` pairs (or ``{"version", "weight"}`` mappings),
+                distinct versions, integer weights summing to 100.
+
+        Raises:
+            ValidationError: a bad label name or split, or a split naming unknown versions.
+            NotFoundError: unknown prompt or version.
+            ModeMismatchError: moving ``active`` of a tracking-mode prompt.
+
+        Example::
+
+            client.set_label("welcome", "production", version=3)
+            client.set_label("welcome", "ab", split=[(3, 90), (4, 10)])
+        """
+        return self._run(self._ops.set_label(name, label, version=version, split=split))
+
+    def delete_label(self, name: str, label: str) -> None:
+        """Remove a label (``DELETE .../labels/{label}``); ``active`` cannot be removed.
+
+        Raises:
+            NotFoundError: unknown prompt or label.
+            ValidationError: ``label`` is ``active``.
+
+        Example::
+
+            client.delete_label("welcome", "canary")
+        """
+        return self._run(self._ops.delete_label(name, label))
+
+    def diff(self, name: str, from_version: int, to_version: int) -> Diff:
+        """What changed between two versions (``GET /v1/prompts/{name}/diff``).
+
+        Returns:
+            ``unified`` (a unified diff of the templates) and ``changes`` (which parts
+            differ, ``variables_added`` / ``variables_removed``).
+
+        Raises:
+            NotFoundError: unknown prompt or version.
+
+        Example::
+
+            print(client.diff("welcome", 1, 2).unified)
+        """
+        return self._run(self._ops.diff(name, from_version, to_version))
+
     def run(
         self,
         prompt_name: str,
@@ -311,6 +390,8 @@ class PromptLedger(ClientBase):
         params: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        label: str | None = None,
+        subject: str | None = None,
     ) -> Execution:
         """Run a full-mode prompt now (``POST /v1/executions:run``) and return the execution.
 
@@ -326,6 +407,10 @@ class PromptLedger(ClientBase):
             metadata: stored with the execution.
             idempotency_key: re-sending the same key and body replays the first answer
                 (``execution.replayed`` is then ``True``) instead of running again.
+            label: run the version this label points to, instead of ``version`` (giving both
+                is a ``ValidationError``); a split label picks a variant per execution.
+            subject: a user or session id: a split label then always gives it the same
+                variant (while the split is unchanged); without it the pick is random.
 
         Returns:
             The execution, ``succeeded`` or ``failed`` (a provider failure is recorded, not
@@ -353,6 +438,8 @@ class PromptLedger(ClientBase):
                 params=params,
                 metadata=metadata,
                 idempotency_key=idempotency_key,
+                label=label,
+                subject=subject,
             )
         )
 
@@ -367,6 +454,8 @@ class PromptLedger(ClientBase):
         params: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        label: str | None = None,
+        subject: str | None = None,
     ) -> Submission:
         """Queue a full-mode prompt for the workers (``POST /v1/executions:submit``).
 
@@ -394,6 +483,8 @@ class PromptLedger(ClientBase):
                 params=params,
                 metadata=metadata,
                 idempotency_key=idempotency_key,
+                label=label,
+                subject=subject,
             )
         )
 
@@ -605,6 +696,8 @@ class PromptLedger(ClientBase):
         params: Mapping[str, Any] | None = ...,
         metadata: Mapping[str, Any] | None = ...,
         idempotency_key: str | None = ...,
+        label: str | None = ...,
+        subject: str | None = ...,
     ) -> Execution: ...
 
     @overload
@@ -620,6 +713,8 @@ class PromptLedger(ClientBase):
         params: Mapping[str, Any] | None = ...,
         metadata: Mapping[str, Any] | None = ...,
         idempotency_key: str | None = ...,
+        label: str | None = ...,
+        subject: str | None = ...,
     ) -> Submission: ...
 
     def execute(
@@ -634,6 +729,8 @@ class PromptLedger(ClientBase):
         params: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        label: str | None = None,
+        subject: str | None = None,
     ) -> Execution | Submission:
         """Run a tracking-mode prompt (``POST /v1/prompts/{name}/execute``).
 
@@ -650,6 +747,8 @@ class PromptLedger(ClientBase):
             mode: ``"sync"`` runs now and returns the ``Execution``; ``"async"`` queues it and
                 returns a ``Submission`` for :meth:`wait`.
             version: see above.
+            label, subject: as in :meth:`run`; with ``label`` the server picks the version
+                (no pinning to the registered one).
 
         Raises:
             ModeMismatchError: the prompt is in full mode (use :meth:`run`).
@@ -673,6 +772,8 @@ class PromptLedger(ClientBase):
                 params=params,
                 metadata=metadata,
                 idempotency_key=idempotency_key,
+                label=label,
+                subject=subject,
             )
         )
 

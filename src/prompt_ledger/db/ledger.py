@@ -23,6 +23,7 @@ from prompt_ledger.db.tables import (
     ExecutionStatus,
     Model,
     Prompt,
+    PromptLabel,
     PromptVersion,
     ProviderName,
 )
@@ -31,7 +32,7 @@ _T = TypeVar("_T", bound=Base)
 
 _ATTRIBUTES: dict[type[Base], list[tuple[str, str]]] = {
     cls: [(attr.key, attr.columns[0].name) for attr in cls.__mapper__.column_attrs]
-    for cls in (Prompt, PromptVersion, Model, Execution)
+    for cls in (Prompt, PromptVersion, Model, Execution, PromptLabel)
 }
 _EXECUTION_COLUMNS = dict(_ATTRIBUTES[Execution])
 _EXECUTION_ATTRIBUTES = {column: key for key, column in _ATTRIBUTES[Execution]}
@@ -82,6 +83,44 @@ async def get_prompt_with_active_version(
     if row is None:
         return None
     return _required(Prompt, "p_", row), _entity(PromptVersion, "v_", row)
+
+
+async def get_prompt_with_version(
+    ex: Executor, name: str, version_number: int
+) -> tuple[Prompt, PromptVersion | None] | None:
+    row = await ex.fetch_one(
+        statements.PROMPT_WITH_VERSION_NUMBER, {"name": name, "version_number": version_number}
+    )
+    if row is None:
+        return None
+    return _required(Prompt, "p_", row), _entity(PromptVersion, "v_", row)
+
+
+async def get_prompt_with_label(
+    ex: Executor, name: str, label: str
+) -> tuple[Prompt, PromptLabel | None, PromptVersion | None] | None:
+    """The prompt, its label ``label`` (None if it has none) and the version a one-version
+    label points to (None for a split). None when the prompt does not exist."""
+    row = await ex.fetch_one(statements.PROMPT_WITH_LABEL, {"name": name, "label": label})
+    if row is None:
+        return None
+    found = None
+    if row["l_label"] is not None:
+        found = PromptLabel(**{key: row["l_" + column] for key, column in _ATTRIBUTES[PromptLabel]})
+    return _required(Prompt, "p_", row), found, _entity(PromptVersion, "v_", row)
+
+
+async def get_versions_by_numbers(
+    ex: Executor, prompt_id: int, numbers: Sequence[int]
+) -> dict[int, PromptVersion]:
+    """Versions of ``prompt_id`` by number (at most ``statements.MAX_SPLIT_ENTRIES``)."""
+    slots = statements.MAX_SPLIT_ENTRIES
+    assert len(numbers) <= slots
+    padded = [*numbers, *([None] * (slots - len(numbers)))]
+    params: dict[str, Any] = {"prompt_id": prompt_id} | {f"n{i}": n for i, n in enumerate(padded)}
+    rows = await ex.fetch_all(statements.VERSIONS_BY_NUMBERS, params)
+    versions = [_required(PromptVersion, "v_", row) for row in rows]
+    return {v.version_number: v for v in versions}
 
 
 async def resolve_run(

@@ -28,6 +28,7 @@ from prompt_ledger.db.tables import (
     Model,
     Prompt,
     PromptEvent,
+    PromptLabel,
     PromptMode,
     PromptVersion,
     ProviderName,
@@ -160,6 +161,45 @@ def add_event(
 async def list_events(session: AsyncSession, prompt_id: int) -> Sequence[PromptEvent]:
     result = await session.scalars(
         sa.select(PromptEvent).where(PromptEvent.prompt_id == prompt_id).order_by(PromptEvent.id)
+    )
+    return result.all()
+
+
+async def get_last_event_time(
+    session: AsyncSession, prompt_id: int, event_type: EventType
+) -> datetime | None:
+    return _utc(
+        await session.scalar(
+            sa.select(sa.func.max(PromptEvent.created_at)).where(
+                PromptEvent.prompt_id == prompt_id, PromptEvent.type == event_type
+            )
+        )
+    )
+
+
+async def get_version_numbers(
+    session: AsyncSession, prompt_id: int, numbers: Sequence[int]
+) -> set[int]:
+    """Which of ``numbers`` are versions of ``prompt_id``."""
+    result = await session.scalars(
+        sa.select(PromptVersion.version_number).where(
+            PromptVersion.prompt_id == prompt_id, PromptVersion.version_number.in_(numbers)
+        )
+    )
+    return set(result.all())
+
+
+async def get_label(session: AsyncSession, prompt_id: int, label: str) -> PromptLabel | None:
+    return await session.scalar(
+        sa.select(PromptLabel)
+        .where(PromptLabel.prompt_id == prompt_id, PromptLabel.label == label)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def list_labels(session: AsyncSession, prompt_id: int) -> Sequence[PromptLabel]:
+    result = await session.scalars(
+        sa.select(PromptLabel).where(PromptLabel.prompt_id == prompt_id).order_by(PromptLabel.label)
     )
     return result.all()
 

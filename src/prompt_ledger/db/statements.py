@@ -31,6 +31,7 @@ from prompt_ledger.db.tables import (
     LatencyTotal,
     Model,
     Prompt,
+    PromptLabel,
     PromptVersion,
     execution_totals,
 )
@@ -39,9 +40,10 @@ _executions = cast(sa.Table, Execution.__table__)
 _prompts = cast(sa.Table, Prompt.__table__)
 _versions = cast(sa.Table, PromptVersion.__table__)
 _models = cast(sa.Table, Model.__table__)
+_labels = cast(sa.Table, PromptLabel.__table__)
 
-# Result columns are labelled by table: ``e_``, ``p_``, ``v_``, ``m_`` + the column name.
-PREFIXES = {"e_": _executions, "p_": _prompts, "v_": _versions, "m_": _models}
+# Result columns are labelled by table: ``e_``, ``p_``, ``v_``, ``m_``, ``l_`` + the column name.
+PREFIXES = {"e_": _executions, "p_": _prompts, "v_": _versions, "m_": _models, "l_": _labels}
 
 ROLLUP_COUNTERS = (
     "executions",
@@ -70,6 +72,52 @@ PROMPT_WITH_ACTIVE_VERSION = (
     .where(_prompts.c.name == sa.bindparam("name"))
 )
 """The registry read: a prompt by ``name`` and its active version (null columns if none)."""
+
+PROMPT_WITH_VERSION_NUMBER = (
+    sa.select(*_labelled("p_", _prompts.c), *_labelled("v_", _versions.c))
+    .select_from(
+        _prompts.outerjoin(
+            _versions,
+            sa.and_(
+                _versions.c.prompt_id == _prompts.c.id,
+                _versions.c.version_number == sa.bindparam("version_number"),
+            ),
+        )
+    )
+    .where(_prompts.c.name == sa.bindparam("name"))
+)
+"""A prompt by ``name`` and its version ``version_number`` (null columns if none)."""
+
+PROMPT_WITH_LABEL = (
+    sa.select(
+        *_labelled("p_", _prompts.c), *_labelled("l_", _labels.c), *_labelled("v_", _versions.c)
+    )
+    .select_from(
+        _prompts.outerjoin(
+            _labels,
+            sa.and_(_labels.c.prompt_id == _prompts.c.id, _labels.c.label == sa.bindparam("label")),
+        ).outerjoin(
+            _versions,
+            sa.and_(
+                _versions.c.prompt_id == _prompts.c.id,
+                _versions.c.version_number == _labels.c.version_number,
+            ),
+        )
+    )
+    .where(_prompts.c.name == sa.bindparam("name"))
+)
+"""A prompt by ``name``, its label ``label`` and the version the label points to (null
+columns for a missing label, and for the version of a split label)."""
+
+MAX_SPLIT_ENTRIES = 10
+
+VERSIONS_BY_NUMBERS = sa.select(*_labelled("v_", _versions.c)).where(
+    _versions.c.prompt_id == sa.bindparam("prompt_id"),
+    _versions.c.version_number.in_(
+        [sa.bindparam(f"n{i}", type_=sa.Integer()) for i in range(MAX_SPLIT_ENTRIES)]
+    ),
+)
+"""Versions ``n0`` … ``n9`` of ``prompt_id`` (one shape for any split: unused slots null)."""
 
 
 def _resolve(version_on: sa.ColumnElement[bool]) -> sa.Select[Any]:

@@ -56,6 +56,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+# A JSON column where Python None is SQL NULL (not the JSON value ``null``).
+NullableJSONType = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+# SPEC §9.2: a label's name. ``active`` is the active pointer of §3/§4.
+LABEL_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+ACTIVE_LABEL = "active"
 
 
 class PromptMode(enum.StrEnum):
@@ -91,6 +97,7 @@ class EventType(enum.StrEnum):
     VERSION_CREATED = "version_created"
     ACTIVATED = "activated"
     MODE_CONVERTED = "mode_converted"
+    LABEL_MOVED = "label_moved"
 
 
 def _enum(cls: type[enum.Enum], name: str) -> sa.Enum:
@@ -190,6 +197,9 @@ class Execution(Base):
     # publication is older than the sweep interval (a lost message, a publish that failed).
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    # The label a run asked for (SPEC §9.2) and the subject that chose a split's variant.
+    label: Mapped[str | None] = mapped_column(sa.String(64))
+    subject: Mapped[str | None] = mapped_column(sa.String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -206,6 +216,33 @@ class PromptEvent(Base):
     previous_version_number: Mapped[int | None]
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PromptLabel(Base):
+    """A named pointer other than ``active`` (SPEC §9.2): to one version or a traffic split.
+
+    ``active`` is not stored here: it is ``prompts.active_version_id``, the one source of
+    truth the §4 rules and the run hot path already use (docs/decisions.md).
+    """
+
+    __tablename__ = "prompt_labels"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["prompt_id", "version_number"],
+            ["prompt_versions.prompt_id", "prompt_versions.version_number"],
+            name="fk_prompt_labels_version",
+        ),
+        sa.CheckConstraint("(version_number IS NULL) <> (split IS NULL)", name="one_target"),
+    )
+
+    prompt_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True
+    )
+    label: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # Exactly one of: a version number, or a split ``[{"version": N, "weight": W}, ...]``.
+    version_number: Mapped[int | None]
+    split: Mapped[list[dict[str, int]] | None] = mapped_column(NullableJSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ExecutionRollup(Base):

@@ -6,13 +6,14 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 if TYPE_CHECKING:
     from prompt_ledger.services.executions import ExecutionRecord
 
 from prompt_ledger.db.tables import ExecutionMode, ExecutionStatus, PromptMode, ProviderName
 from prompt_ledger.schemas.common import MAX_INT32, JsonObject, PromptName, StrictModel, Text
+from prompt_ledger.schemas.labels import LabelName, Subject
 
 
 class Params(StrictModel):
@@ -29,11 +30,21 @@ class ExecutionInput(StrictModel):
     """What to run; shared by ``executions:run``/``:submit`` and the tracking execute route."""
 
     version: Annotated[int, Field(ge=1, le=MAX_INT32)] | None = None
+    # SPEC §9.2: run the version a label points to (instead of ``version``); ``subject``
+    # keeps a split label's choice stable for one user or session.
+    label: LabelName | None = None
+    subject: Subject | None = None
     variables: JsonObject = Field(default_factory=dict)
     model_name: Annotated[Text, Field(min_length=1, max_length=128)]
     provider: ProviderName = ProviderName.OPENAI
     params: Params = Field(default_factory=Params)
     metadata: JsonObject = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _label_or_version(self) -> ExecutionInput:
+        if self.label is not None and self.version is not None:
+            raise ValueError("give either `version` or `label`, not both")
+        return self
 
 
 class RunRequest(ExecutionInput):
@@ -82,6 +93,8 @@ class ExecutionOut(BaseModel):
     execution_mode: ExecutionMode
     prompt: PromptRef
     version: VersionRef
+    label: str | None
+    subject: str | None
     model: ModelRef
     variables: dict[str, Any]
     rendered_prompt: str
@@ -115,6 +128,8 @@ def _execution_out(record: ExecutionRecord) -> ExecutionOut:
         execution_mode=e.execution_mode,
         prompt=PromptRef(name=record.prompt.name, mode=record.prompt.mode),
         version=VersionRef(number=record.version.version_number, checksum=record.version.checksum),
+        label=e.label,
+        subject=e.subject,
         model=ModelRef(provider=record.model.provider, name=record.model.model_name),
         variables=e.variables,
         rendered_prompt=e.rendered_prompt,

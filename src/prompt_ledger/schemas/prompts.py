@@ -7,8 +7,16 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from prompt_ledger.db.tables import EventType, Prompt, PromptMode, PromptVersion, VersionStatus
+from prompt_ledger.db.tables import (
+    EventType,
+    Prompt,
+    PromptEvent,
+    PromptMode,
+    PromptVersion,
+    VersionStatus,
+)
 from prompt_ledger.schemas.common import JsonObject, StrictModel, Text
+from prompt_ledger.schemas.labels import SplitEntryModel
 from prompt_ledger.services.rendering import MAX_TEMPLATE_BYTES
 
 
@@ -90,11 +98,38 @@ class VersionList(BaseModel):
     items: list[VersionOut]
 
 
+class LabelTarget(BaseModel):
+    """Where a label pointed: one of ``version_number`` and ``split`` is set."""
+
+    version_number: int | None = None
+    split: list[SplitEntryModel] | None = None
+
+
 class EventOut(BaseModel):
     type: EventType
     version_number: int | None
     previous_version_number: int | None
+    # ``label_moved`` only (SPEC §9.2): the label, its split (when it became one) and where
+    # it pointed before (null for a new label). A deleted label moved to nothing: its
+    # ``version_number`` and ``split`` are both null.
+    label: str | None = None
+    split: list[SplitEntryModel] | None = None
+    previous: LabelTarget | None = None
     created_at: datetime
+
+    @classmethod
+    def of(cls, event: PromptEvent) -> EventOut:
+        details = event.details if event.type == EventType.LABEL_MOVED else {}
+        previous = details.get("previous")
+        return cls(
+            type=event.type,
+            version_number=event.version_number,
+            previous_version_number=event.previous_version_number,
+            label=details.get("label"),
+            split=details.get("split"),
+            previous=LabelTarget.model_validate(previous) if previous else None,
+            created_at=event.created_at,
+        )
 
 
 class EventList(BaseModel):

@@ -46,7 +46,7 @@ from prompt_ledger.errors import (
 )
 from prompt_ledger.logging import get_logger
 from prompt_ledger.providers.base import MappedParams, Provider, ProviderError, ProviderResult
-from prompt_ledger.services import analytics, idempotency, prompts, rendering
+from prompt_ledger.services import analytics, idempotency, labels, prompts, rendering
 from prompt_ledger.services.idempotency import IdempotencyKey
 
 log = get_logger("prompt_ledger.executions")
@@ -85,6 +85,8 @@ class RunInput:
     model_name: str
     provider: ProviderName = ProviderName.OPENAI
     version: int | None = None
+    label: str | None = None  # instead of ``version`` (SPEC §9.2)
+    subject: str | None = None  # picks a split label's variant deterministically
     variables: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # only the parameters given
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -180,6 +182,8 @@ async def _create(
         idempotency_key=key.key if key else None,
         idempotency_fingerprint=key.fingerprint if key else None,
         metadata_=request.input.metadata,
+        label=request.input.label,
+        subject=request.input.subject,
         created_at=now,
         started_at=now if sync else None,
         not_before=None,
@@ -202,8 +206,14 @@ def _replay(
 
 
 async def _resolve(ex: Executor, request: ExecutionRequest) -> tuple[Prompt, PromptVersion, Model]:
-    """Prompt, version and model in one query; errors in the order the rules are listed."""
+    """Prompt, version and model in one query (a label is resolved to its version first:
+    one more, two for a split); errors in the order the rules are listed."""
     wanted = request.input.version
+    if request.input.label is not None:
+        resolved = await labels.resolve_with(ex, request.prompt_name, label=request.input.label)
+        chosen = resolved.choose(request.input.subject)
+        # ``active`` on a prompt with only drafts: the no-active-version rule below
+        wanted = chosen.version_number if chosen is not None else None
     found = await ledger.resolve_run(
         ex,
         request.prompt_name,

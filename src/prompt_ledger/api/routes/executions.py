@@ -35,6 +35,16 @@ IdempotencyHeader = Annotated[
 REPLAYED = {"Idempotent-Replayed": "true"}
 
 
+# Body fields added after idempotency keys were in use (SPEC §9.2). Left out of the
+# fingerprint when unused, so a request sent before an upgrade and retried after it still
+# replays instead of being 422 idempotency_key_reused.
+ADDED_FIELDS = ("label", "subject")
+
+
+def _unused_added_fields(body: ExecutionInput) -> set[str]:
+    return {name for name in ADDED_FIELDS if getattr(body, name) is None}
+
+
 def execution_request(
     request: Request,
     body: ExecutionInput,
@@ -53,6 +63,8 @@ def execution_request(
             model_name=body.model_name,
             provider=body.provider,
             version=body.version,
+            label=body.label,
+            subject=body.subject,
             variables=body.variables,
             params=body.params.model_dump(exclude_none=True),
             metadata=body.metadata,
@@ -60,7 +72,10 @@ def execution_request(
         idempotency=None
         if key is None  # the fingerprint (a JSON dump of the body) only when there is a key
         else parse_key(
-            key, method=request.method, path=request.url.path, body=body.model_dump(mode="json")
+            key,
+            method=request.method,
+            path=request.url.path,
+            body=body.model_dump(mode="json", exclude=_unused_added_fields(body)),
         ),
     )
 

@@ -13,6 +13,7 @@ from prompt_ledger.api.errors import error_responses
 from prompt_ledger.db.tables import PromptMode
 from prompt_ledger.errors import BadRequest
 from prompt_ledger.schemas.common import MAX_INT32, PROMPT_NAME_PATTERN
+from prompt_ledger.schemas.labels import LabelName, VersionNumber
 from prompt_ledger.schemas.prompts import (
     EventList,
     EventOut,
@@ -24,6 +25,7 @@ from prompt_ledger.schemas.prompts import (
     VersionList,
     VersionOut,
 )
+from prompt_ledger.services import labels
 from prompt_ledger.services import prompts as service
 
 router = APIRouter(prefix="/v1/prompts", tags=["prompts"])
@@ -90,10 +92,18 @@ async def save_prompt(
 
 
 @router.get("/{name}", response_model=PromptOut, responses=error_responses(404))
-async def get_prompt(name: NameParam, state: StateDep) -> PromptOut:
-    """A prompt and its active version."""
-    prompt, active = await service.get_with_active_version(state.db, name)
-    return PromptOut.of(prompt, active)
+async def get_prompt(
+    name: NameParam,
+    state: StateDep,
+    label: Annotated[LabelName | None, Query(description="answer this label's version")] = None,
+    version: Annotated[VersionNumber | None, Query(description="answer this version")] = None,
+) -> PromptOut:
+    """A prompt and its active version (or the version of ``label`` / ``version``)."""
+    if label is None and version is None:
+        prompt, active = await service.get_with_active_version(state.db, name)
+        return PromptOut.of(prompt, active)
+    prompt, named = await labels.resolve_single(state.db, name, label=label, version=version)
+    return PromptOut.of(prompt, named)
 
 
 @router.get("/{name}/versions", response_model=VersionList, responses=error_responses(404))
@@ -120,14 +130,4 @@ async def activate_version(
 async def list_events(name: NameParam, session: SessionDep) -> EventList:
     """The prompt's history, oldest first: which version was active when."""
     events = await service.list_events(session, name)
-    return EventList(
-        items=[
-            EventOut(
-                type=e.type,
-                version_number=e.version_number,
-                previous_version_number=e.previous_version_number,
-                created_at=e.created_at,
-            )
-            for e in events
-        ]
-    )
+    return EventList(items=[EventOut.of(e) for e in events])
