@@ -1,4 +1,4 @@
-"""Migration 0004 (labels): a database filled at its ``down_revision`` upgrades with every
+"""Migration 0003 (labels): a database filled at its ``down_revision`` upgrades with every
 row reading as before, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from prompt_ledger.db.tables import (
 from prompt_ledger.scripts.seed_models import seed
 from prompt_ledger.services import labels
 
-REVISION = "0004"
+REVISION = "0003"
 EXECUTION_ID = uuid.UUID("01a25000-0000-7000-8000-000000000001")
 T0 = datetime(2026, 11, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

@@ -5,7 +5,7 @@ No backfill: the label ``active`` is not a row but ``prompts.active_version_id``
 source of truth, docs/decisions.md), so every existing prompt already has its ``active``
 label, and existing executions ran without a label (null).
 
-Revision ID: 0004
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-07
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0004"
+revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
