@@ -990,6 +990,14 @@ def pg_insert_rate(url: str, duration_s: float) -> dict[str, Any]:
     }
 
 
+def attach_peer_ratio(results: Sequence[Result]) -> None:
+    """``executions:run`` c=64 on two processes against the LiteLLM proxy (issue 11: >= 5x)."""
+    by_name = {r.name: r for r in results}
+    ours, peer = by_name.get("sync_postgres_2p"), by_name.get("peer_litellm")
+    if ours and peer and (peer_rps := peer.stats()["rps"]["median"]):
+        ours.ratios["x_litellm"] = round(ours.stats()["rps"]["median"] / peer_rps, 2)
+
+
 def attach_ratios(result: Result, base: dict[str, Result]) -> None:
     """Every figure as a ratio to its baseline (same run)."""
     stats = result.stats()
@@ -1347,6 +1355,114 @@ def scenario_analytics(env: Environment) -> list[Result]:
     return out
 
 
+# --- peers ------------------------------------------------------------------------------------
+
+LITELLM_VERSION = "1.108.7"
+PEER_KEY = "sk-bench-peer"
+PEER_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "promptledger-bench"
+
+
+def litellm_venv() -> Path:
+    """A scratch virtualenv with the LiteLLM proxy, pinned, made once and kept in the user's
+    cache: a peer is measured, never a dependency of the project."""
+    venv = PEER_CACHE / f"litellm-{LITELLM_VERSION}"
+    binary = venv / "bin" / "litellm"
+    if binary.exists():
+        return binary
+    uv = shutil.which("uv")
+    if uv is None:
+        raise RuntimeError("the LiteLLM peer needs uv to build its scratch virtualenv")
+    log(f"peer: installing litellm[proxy]=={LITELLM_VERSION} into {venv} (once)")
+    subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(venv)], check=True)
+    subprocess.run(
+        [
+            uv,
+            "pip",
+            "install",
+            "-q",
+            "-p",
+            str(venv / "bin" / "python"),
+            f"litellm[proxy]=={LITELLM_VERSION}",
+        ],
+        check=True,
+    )
+    return binary
+
+
+def scenario_litellm(env: Environment) -> Result:
+    """The LiteLLM proxy (no database logging, 2 worker processes) in front of the same stub
+    at the same concurrency: the peer that ``executions:run`` c=64 is compared with."""
+    c = env.plan.concurrency
+    log(f"scenario: peer LiteLLM proxy {LITELLM_VERSION} c={c}, 2 processes")
+    binary = litellm_venv()
+    config = env.folder / "litellm.yaml"
+    config.write_text(
+        json.dumps(  # JSON is YAML
+            {
+                "model_list": [
+                    {
+                        "model_name": MODEL,
+                        "litellm_params": {
+                            "model": f"openai/{MODEL}",
+                            "api_base": env.stub_url,
+                            "api_key": PROVIDER_KEY,
+                        },
+                    }
+                ],
+                "litellm_settings": {"drop_params": True, "telemetry": False},
+                # it refuses to start without a key; ours is checked on every request too
+                "general_settings": {"master_key": PEER_KEY},
+            }
+        )
+    )
+    port = free_port()
+    service = env._service(
+        "litellm",
+        [
+            str(binary),
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "2",
+            # gunicorn: uvicorn's own supervisor kills workers whose imports outlast its
+            # 5 s health check on a loaded machine, forever
+            "--run_gunicorn",
+        ],
+        env._child_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR"),
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        try:  # its imports take ~1 min on this machine
+            _wait_for(lambda: _http_ok(f"{base_url}/health/liveliness"), 300, "")
+        except RuntimeError:
+            raise RuntimeError(f"the LiteLLM proxy did not start:\n{service.tail()}") from None
+        req = Request(
+            "POST",
+            f"{base_url}/chat/completions",
+            _json({"model": MODEL, "messages": [{"role": "user", "content": rendered_prompt()}]}),
+            {"Authorization": f"Bearer {PEER_KEY}", "Content-Type": "application/json"},
+        )
+        runs = env.repeat(
+            lambda: load_row(env.measure(req, connections=c, profile_pid=service.pid)),
+            warmup=lambda: env.measure(req, connections=c, duration_s=env.plan.warmup_s),
+        )
+    finally:
+        service.stop()
+        env.services.remove(service)
+    return Result(
+        "peer_litellm",
+        f"peer: LiteLLM proxy {LITELLM_VERSION} c={c}, 2 proc, no DB",
+        "rps",
+        "req/s",
+        "",
+        runs,
+    )
+
+
 SCENARIOS = (
     "sync_c1",
     "inflight",
@@ -1356,6 +1472,7 @@ SCENARIOS = (
     "worker",
     "sync_sqlite",
     "analytics",
+    "litellm",
 )
 
 
@@ -1439,6 +1556,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append(scenario_sync_throughput(env, api, base, target=150))
         if "analytics" in chosen:
             results += scenario_analytics(env)
+        if "litellm" in chosen and not (plan.smoke and args.only is None):
+            results.append(scenario_litellm(env))
     except BaseException:
         for service in env.services:
             log(f"--- {service.name} log tail ---\n{service.tail()}")
@@ -1448,6 +1567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(folder, ignore_errors=True)
     for result in results:
         attach_ratios(result, base)
+    attach_peer_ratio(results)
     after = machine_state()
     print()
     print_table(base_list, results, plan.smoke)
