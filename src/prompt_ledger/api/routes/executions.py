@@ -51,7 +51,7 @@ def execution_request(
         execution_mode=execution_mode,
         input=RunInput(
             model_name=body.model_name,
-            provider=body.provider,
+            provider=body.given_provider,
             version=body.version,
             variables=body.variables,
             params=body.params.model_dump(exclude_none=True),
