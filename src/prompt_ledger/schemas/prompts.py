@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
@@ -19,8 +19,10 @@ from prompt_ledger.db.tables import (
 from prompt_ledger.schemas.common import JsonObject, StrictModel, Text
 from prompt_ledger.schemas.executions import Params
 from prompt_ledger.services.prompts import VersionContent
-from prompt_ledger.services.rendering import MAX_TEMPLATE_BYTES, PLACEHOLDER_NAME
+from prompt_ledger.services.rendering import CHAT_ROLES, MAX_TEMPLATE_BYTES, PLACEHOLDER_NAME
 
+Role = Literal["system", "developer", "user", "assistant"]
+assert get_args(Role) == CHAT_ROLES, "the roles are rendering.CHAT_ROLES (SPEC §9.1)"
 TemplateText = Annotated[Text, Field(min_length=1, max_length=MAX_TEMPLATE_BYTES)]
 MAX_MESSAGES = 500
 
@@ -28,7 +30,7 @@ MAX_MESSAGES = 500
 class ChatMessage(StrictModel):
     """A chat message whose ``content`` is a Jinja2 template."""
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Role
     content: Annotated[Text, Field(max_length=MAX_TEMPLATE_BYTES)]
 
 
