@@ -65,6 +65,7 @@ class TestRunSync:
             "model",
             "variables",
             "rendered_prompt",
+            "rendered_messages",  # SPEC §9.1: null for a text version
             "params",
             "response_text",
             "telemetry",
@@ -86,6 +87,7 @@ class TestRunSync:
         assert e["model"] == {"provider": "openai", "name": "gpt-4o-mini"}
         assert e["variables"] == {"name": "Ada"}
         assert e["rendered_prompt"] == "Hello Ada!"
+        assert e["rendered_messages"] is None
         assert e["response_text"] == "echo: Hello Ada!"
         assert e["telemetry"]["prompt_tokens"] == 2
         assert e["telemetry"]["response_tokens"] == 3

@@ -287,6 +287,11 @@ class TestRead:
             "variables",
             "metadata",
             "created_at",
+            # SPEC §9.1 additions
+            "type",
+            "messages",
+            "config",
+            "variables_schema",
         }
 
     async def test_versions_of_unknown_prompt_is_404(self, client: httpx.AsyncClient) -> None:

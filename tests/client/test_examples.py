@@ -41,6 +41,16 @@ EXPECTED = {
         "True []",
         "-Buy now, {{ name }}!",
     ],
+    "chat_prompts.py": [
+        "chat ['history', 'product', 'question']",
+        "gpt-4o-mini {'temperature': 0.7, 'max_new_tokens': 200}",
+        "  system: You answer questions about PromptLedger in one line.",
+        "  assistant: Hello! What can I do for you?",
+        "echo: Hi!\nHow do I roll back?",
+        "rejected at $.question",
+        "{'model_name': 'gpt-4o'}",
+        "succeeded [{'role': 'developer'",
+    ],
 }
 
 

@@ -156,7 +156,7 @@ async def test_upgrade_keeps_every_row(fresh_url: str) -> None:  # noqa: F811
     command.upgrade(config, previous)
     seed(fresh_url)
     fill(fresh_url)
-    command.upgrade(config, REVISION)
+    command.upgrade(config, "head")  # read_back reads with the current models
     await read_back(fresh_url)
 
 
@@ -166,7 +166,7 @@ async def test_downgrade_then_upgrade_again(fresh_url: str) -> None:  # noqa: F8
     command.upgrade(config, previous)
     seed(fresh_url)
     fill(fresh_url)
-    command.upgrade(config, REVISION)
+    command.upgrade(config, "head")  # read_back reads with the current models
     await read_back(fresh_url)  # leaves a label and its label_moved event
     command.downgrade(config, previous)
     engine = create_sync_engine(fresh_url)
@@ -174,5 +174,5 @@ async def test_downgrade_then_upgrade_again(fresh_url: str) -> None:  # noqa: F8
         assert "prompt_labels" not in sa.inspect(conn).get_table_names()
         assert conn.scalar(sa.text("SELECT count(*) FROM prompt_events")) == 5
     engine.dispose()
-    command.upgrade(config, REVISION)
+    command.upgrade(config, "head")  # read_back reads with the current models
     await read_back(fresh_url)

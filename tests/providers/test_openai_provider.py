@@ -64,6 +64,30 @@ class TestSuccess:
         assert result.provider_request_id.startswith("chatcmpl-")
         assert 0 <= result.latency_ms < 5000
 
+    async def test_sends_chat_messages_as_they_are_and_response_format(
+        self, provider: OpenAIProvider, stub_url: str
+    ) -> None:
+        messages = [
+            {"role": "developer", "content": "Answer in JSON."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Again"},
+        ]
+        result = await provider.generate(
+            messages,
+            model=MODEL,
+            params={"temperature": 0.3},
+            response_format={"type": "json_object"},
+        )
+        body = stub_stats(stub_url)["last_body"]
+        assert body == {
+            "model": MODEL,
+            "messages": messages,
+            "temperature": 0.3,
+            "response_format": {"type": "json_object"},
+        }
+        assert result.response_text == "echo: Hi\nAgain"  # the stub echoes the user turns
+
     async def test_sends_one_user_message_with_model_and_key(
         self, provider: OpenAIProvider, stub_url: str
     ) -> None:

@@ -339,6 +339,47 @@ class TestSubmitRunsOnAWorker:
         assert e["created_at"] <= e["started_at"] <= e["completed_at"]
         assert stub_stats(stub_url)["calls"] == 1
 
+    async def test_a_chat_version_runs_on_a_worker(self, api: Api, stub_url: str) -> None:
+        """SPEC §9.1 through Celery: the worker sends the messages the row recorded, the
+        config's model, merged params and response_format."""
+        messages = [
+            {"role": "system", "content": "Be {{ tone }}."},
+            {"type": "placeholder", "name": "history"},
+            {"role": "user", "content": "Hi {{ who }}"},
+        ]
+        config = {
+            "model_name": "gpt-4o-mini",
+            "params": {"temperature": 0.4},
+            "response_format": {"type": "json_object"},
+        }
+        r = await api.http.put(
+            "/v1/prompts/chat", json={"type": "chat", "messages": messages, "config": config}
+        )
+        assert r.status_code == 201, r.text
+        history = [{"role": "assistant", "content": "Hello"}]
+        r = await api.http.post(
+            SUBMIT,
+            json={
+                "prompt_name": "chat",  # no model_name: the config's
+                "variables": {"tone": "brief", "who": "Bob", "history": history},
+            },
+        )
+        assert r.status_code == 202, r.text
+        e = await api.wait_done(r.json()["execution_id"])
+        sent = [
+            {"role": "system", "content": "Be brief."},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Hi Bob"},
+        ]
+        assert e["status"] == "succeeded", e
+        assert e["rendered_messages"] == sent
+        assert e["params"] == {"temperature": 0.4}
+        assert e["response_text"] == "echo: Hi Bob"
+        body = stub_stats(stub_url)["last_body"]
+        assert body["messages"] == sent
+        assert body["response_format"] == {"type": "json_object"}
+        assert body["temperature"] == 0.4
+
     async def test_many_submits_across_two_workers_each_run_exactly_once(
         self, api: Api, stub_url: str, private_redis: RedisServer
     ) -> None:

@@ -71,13 +71,20 @@ from prompt_ledger.client.models import (
     VersionRef,
     VersionSummary,
 )
-from prompt_ledger.client.registration import CodePrompt, collect_prompts, template_hash
+from prompt_ledger.client.registration import (
+    ChatPrompt,
+    CodePrompt,
+    TextPrompt,
+    collect_prompts,
+    template_hash,
+)
 from prompt_ledger.client.sync import PromptLedger
 
 __all__ = [
     "Analytics",
     "AsyncPromptLedger",
     "BadRequestError",
+    "ChatPrompt",
     "CodePrompt",
     "ConflictError",
     "Diff",
@@ -117,6 +124,7 @@ __all__ = [
     "Stats",
     "Submission",
     "Telemetry",
+    "TextPrompt",
     "TransportError",
     "UnauthorizedError",
     "UnavailableError",

@@ -50,7 +50,14 @@ from prompt_ledger.client.models import (
     Submission,
     Version,
 )
-from prompt_ledger.client.registration import CodePrompt, collect_prompts
+from prompt_ledger.client.registration import (
+    ChatPrompt,
+    CodePrompt,
+    PromptContent,
+    TextPrompt,
+    collect_prompts,
+    content_json,
+)
 
 T = TypeVar("T")
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -64,7 +71,7 @@ BACKOFF_FACTOR = 2.0
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 ExecutionRef = uuid.UUID | str | Execution | Submission
-PromptSource = Iterable[CodePrompt] | Mapping[str, str]
+PromptSource = Iterable[CodePrompt] | Mapping[str, PromptContent]
 VersionChoice = int | Literal["active"] | None
 # A split as the client takes it: (version, weight) pairs or {"version", "weight"} mappings.
 SplitSpec = Iterable[tuple[int, int] | Mapping[str, int]]
@@ -180,10 +187,40 @@ def query(**values: object) -> dict[str, str | int]:
     return out
 
 
+def version_body(
+    template_source: PromptContent | None,
+    *,
+    messages: Iterable[Mapping[str, Any]] | None,
+    config: Mapping[str, Any] | None,
+    variables_schema: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The content fields of a save: a text, a chat (``messages``), or a ``TextPrompt`` /
+    ``ChatPrompt`` carrying its own config and schema."""
+    if isinstance(template_source, TextPrompt | ChatPrompt):
+        if messages is not None or config is not None or variables_schema is not None:
+            raise ValueError(
+                f"a {type(template_source).__name__} carries its own messages, config and "
+                "variables_schema: do not pass them again"
+            )
+        return content_json(template_source)
+    if (template_source is None) == (messages is None):
+        raise ValueError("give exactly one of template_source (text) or messages (chat)")
+    body: dict[str, Any] = (
+        {"template_source": template_source}
+        if template_source is not None
+        else {"type": "chat", "messages": [dict(m) for m in messages or ()]}
+    )
+    if config is not None:
+        body["config"] = dict(config)
+    if variables_schema is not None:
+        body["variables_schema"] = dict(variables_schema)
+    return body
+
+
 def execution_body(
     *,
     variables: Mapping[str, Any] | None,
-    model_name: str,
+    model_name: str | None,
     version: int | None,
     provider: str | None,
     params: Mapping[str, Any] | None,
@@ -191,7 +228,9 @@ def execution_body(
     label: str | None = None,
     subject: str | None = None,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"variables": dict(variables or {}), "model_name": model_name}
+    body: dict[str, Any] = {"variables": dict(variables or {})}
+    if model_name is not None:  # None: the version config's model
+        body["model_name"] = model_name
     if version is not None:
         body["version"] = version
     if label is not None:
@@ -233,13 +272,19 @@ class Operations:
     def save_prompt(
         self,
         name: str,
-        template_source: str,
+        template_source: PromptContent | None,
         *,
+        messages: Iterable[Mapping[str, Any]] | None,
+        config: Mapping[str, Any] | None,
+        variables_schema: Mapping[str, Any] | None,
         description: str | None,
         metadata: Mapping[str, Any] | None,
         activate: bool,
     ) -> Flow[SavedPrompt]:
-        body: dict[str, Any] = {"template_source": template_source, "activate": activate}
+        body = version_body(
+            template_source, messages=messages, config=config, variables_schema=variables_schema
+        )
+        body["activate"] = activate
         if description is not None:
             body["description"] = description
         if metadata is not None:
@@ -305,7 +350,7 @@ class Operations:
         self,
         prompt_name: str,
         *,
-        model_name: str,
+        model_name: str | None,
         variables: Mapping[str, Any] | None,
         version: int | None,
         provider: str | None,
@@ -338,7 +383,7 @@ class Operations:
         self,
         prompt_name: str,
         *,
-        model_name: str,
+        model_name: str | None,
         variables: Mapping[str, Any] | None,
         version: int | None,
         provider: str | None,
@@ -475,7 +520,7 @@ class Operations:
         self,
         name: str,
         *,
-        model_name: str,
+        model_name: str | None,
         variables: Mapping[str, Any] | None,
         mode: ExecutionMode,
         version: VersionChoice,

@@ -8,7 +8,7 @@ coroutine; ``iter_*`` return async iterators. Both run the same flows (``client/
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from types import ModuleType, TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
@@ -47,6 +47,7 @@ from prompt_ledger.client.models import (
     Submission,
     Version,
 )
+from prompt_ledger.client.registration import PromptContent
 
 T = TypeVar("T")
 
@@ -143,8 +144,11 @@ class AsyncPromptLedger(ClientBase):
     async def save_prompt(
         self,
         name: str,
-        template_source: str,
+        template_source: PromptContent | None = None,
         *,
+        messages: Iterable[Mapping[str, Any]] | None = None,
+        config: Mapping[str, Any] | None = None,
+        variables_schema: Mapping[str, Any] | None = None,
         description: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         activate: bool = True,
@@ -154,6 +158,9 @@ class AsyncPromptLedger(ClientBase):
             self._ops.save_prompt(
                 name,
                 template_source,
+                messages=messages,
+                config=config,
+                variables_schema=variables_schema,
                 description=description,
                 metadata=metadata,
                 activate=activate,
@@ -221,7 +228,7 @@ class AsyncPromptLedger(ClientBase):
         self,
         prompt_name: str,
         *,
-        model_name: str,
+        model_name: str | None = None,
         variables: Mapping[str, Any] | None = None,
         version: int | None = None,
         provider: str | None = None,
@@ -251,7 +258,7 @@ class AsyncPromptLedger(ClientBase):
         self,
         prompt_name: str,
         *,
-        model_name: str,
+        model_name: str | None = None,
         variables: Mapping[str, Any] | None = None,
         version: int | None = None,
         provider: str | None = None,
@@ -373,7 +380,7 @@ class AsyncPromptLedger(ClientBase):
         self,
         name: str,
         *,
-        model_name: str,
+        model_name: str | None = ...,
         variables: Mapping[str, Any] | None = ...,
         mode: Literal["sync"] = ...,
         version: VersionChoice = ...,
@@ -390,7 +397,7 @@ class AsyncPromptLedger(ClientBase):
         self,
         name: str,
         *,
-        model_name: str,
+        model_name: str | None = ...,
         variables: Mapping[str, Any] | None = ...,
         mode: Literal["async"],
         version: VersionChoice = ...,
@@ -406,7 +413,7 @@ class AsyncPromptLedger(ClientBase):
         self,
         name: str,
         *,
-        model_name: str,
+        model_name: str | None = None,
         variables: Mapping[str, Any] | None = None,
         mode: ExecutionMode = "sync",
         version: VersionChoice = None,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 PromptMode = Literal["full", "tracking"]
 VersionStatus = Literal["draft", "active", "deprecated"]
+VersionType = Literal["text", "chat"]
 ExecutionMode = Literal["sync", "async"]
 ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 EventType = Literal["created", "version_created", "activated", "mode_converted", "label_moved"]
@@ -38,6 +39,7 @@ class VersionSummary(ApiModel):
     """A prompt version without its text (as in prompt lists)."""
 
     version_number: int
+    type: VersionType = "text"
     checksum: str
     status: VersionStatus
     variables: list[str]
@@ -46,9 +48,17 @@ class VersionSummary(ApiModel):
 
 
 class Version(VersionSummary):
-    """An immutable prompt version: its text, checksum (sha256) and status."""
+    """An immutable prompt version: its content, checksum (sha256) and status.
 
-    template_source: str
+    A ``text`` version has ``template_source``; a ``chat`` version has ``messages``
+    (``template_source`` is ``None``). Either may carry the model ``config`` it was written
+    for and a ``variables_schema`` (JSON Schema) for its variables.
+    """
+
+    template_source: str | None
+    messages: list[dict[str, Any]] | None = None
+    config: dict[str, Any] | None = None
+    variables_schema: dict[str, Any] | None = None
 
 
 class Prompt(ApiModel):
@@ -200,6 +210,7 @@ class Execution(ApiModel):
     model: ModelRef
     variables: dict[str, Any]
     rendered_prompt: str
+    rendered_messages: list[dict[str, str]] | None = None  # a chat's messages as sent
     params: dict[str, Any]
     response_text: str | None
     telemetry: Telemetry

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import ModuleType, TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
@@ -42,6 +42,7 @@ from prompt_ledger.client.models import (
     Submission,
     Version,
 )
+from prompt_ledger.client.registration import PromptContent
 
 T = TypeVar("T")
 
@@ -166,20 +167,31 @@ class PromptLedger(ClientBase):
     def save_prompt(
         self,
         name: str,
-        template_source: str,
+        template_source: PromptContent | None = None,
         *,
+        messages: Iterable[Mapping[str, Any]] | None = None,
+        config: Mapping[str, Any] | None = None,
+        variables_schema: Mapping[str, Any] | None = None,
         description: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         activate: bool = True,
     ) -> SavedPrompt:
         """Create a full-mode prompt or save a version of it (``PUT /v1/prompts/{name}``).
 
-        Identical text creates nothing: the existing version is returned (and made active
-        unless ``activate=False``). New text becomes version max+1.
+        Identical content creates nothing: the existing version is returned (and made active
+        unless ``activate=False``). New content (a changed config alone is new content)
+        becomes version max+1.
 
         Args:
             name: 1-128 chars of ``A-Za-z0-9._-``, starting with a letter or digit.
-            template_source: the Jinja2 template.
+            template_source: the Jinja2 template of a text version, or a ``TextPrompt`` /
+                ``ChatPrompt`` carrying its own messages, config and schema.
+            messages: instead of ``template_source``, a chat version's messages:
+                ``{"role", "content"}`` (content a template) and at most one
+                ``{"type": "placeholder", "name": ...}``.
+            config: ``{model_name?, provider?, params?, response_format?}``: the model it
+                was written for (runs may then omit ``model_name``; their params override).
+            variables_schema: a JSON Schema (draft 2020-12) the run's variables must match.
             description: updates the prompt's description when given.
             metadata: stored on a newly created version.
             activate: ``False`` saves new text as a ``draft``.
@@ -190,17 +202,27 @@ class PromptLedger(ClientBase):
         Raises:
             ModeMismatchError: the prompt is in tracking mode (its text lives in code).
             InvalidTemplateError: the text is not valid Jinja2.
-            ValidationError: a bad name or field.
+            ValidationError: a bad name or field, or an invalid ``variables_schema``.
+            ValueError: neither or both of ``template_source`` and ``messages``.
 
         Example::
 
             saved = client.save_prompt("welcome", "Hello {{ name }}!", description="greeting")
             saved.version.version_number, saved.created  # (1, True)
+            client.save_prompt(
+                "support",
+                messages=[{"role": "system", "content": "Be brief."},
+                          {"type": "placeholder", "name": "history"}],
+                config={"model_name": "gpt-4o-mini", "params": {"temperature": 0.2}},
+            )
         """
         return self._run(
             self._ops.save_prompt(
                 name,
                 template_source,
+                messages=messages,
+                config=config,
+                variables_schema=variables_schema,
                 description=description,
                 metadata=metadata,
                 activate=activate,
@@ -383,7 +405,7 @@ class PromptLedger(ClientBase):
         self,
         prompt_name: str,
         *,
-        model_name: str,
+        model_name: str | None = None,
         variables: Mapping[str, Any] | None = None,
         version: int | None = None,
         provider: str | None = None,
@@ -397,13 +419,14 @@ class PromptLedger(ClientBase):
 
         Args:
             prompt_name: the prompt to render.
-            model_name: an active model of the provider (e.g. ``"gpt-4o-mini"``).
+            model_name: an active model of the provider (e.g. ``"gpt-4o-mini"``); may be
+                omitted when the version's config names one.
             variables: the template's variables.
             version: a version number; default the active version.
             provider: default ``"openai"``.
             params: ``temperature``, ``top_p``, ``top_k``, ``max_new_tokens``,
-                ``repetition_penalty``; ones the provider does not take are dropped and
-                listed in ``params_dropped``.
+                ``repetition_penalty``, over the version config's; ones the provider does not
+                take are dropped and listed in ``params_dropped``.
             metadata: stored with the execution.
             idempotency_key: re-sending the same key and body replays the first answer
                 (``execution.replayed`` is then ``True``) instead of running again.
@@ -418,6 +441,8 @@ class PromptLedger(ClientBase):
 
         Raises:
             RenderError: a variable is missing (nothing is recorded).
+            ValidationError: the variables fail the version's ``variables_schema``, or no
+                ``model_name`` here nor in the version's config.
             NotFoundError: unknown prompt or version.
             ModeMismatchError: the prompt is in tracking mode (use :meth:`execute`).
             UnknownModelError: no such active model.
@@ -447,7 +472,7 @@ class PromptLedger(ClientBase):
         self,
         prompt_name: str,
         *,
-        model_name: str,
+        model_name: str | None = None,
         variables: Mapping[str, Any] | None = None,
         version: int | None = None,
         provider: str | None = None,
@@ -635,10 +660,12 @@ class PromptLedger(ClientBase):
     ) -> list[RegisteredPrompt]:
         """Register a class's or module's prompts (tracking mode), e.g. at application start.
 
-        Every UPPER_CASE ``str`` attribute is a prompt named ``ClassName.ATTR`` (for a module,
-        ``<last part of the module name>.ATTR``; ``prefix`` overrides the part before the dot,
-        ``prefix=""`` drops it). Each is sent with its ``template_hash`` (sha256); the server
-        versions it by content: the batch is all-or-nothing. The versions returned are kept
+        Every UPPER_CASE attribute holding a prompt (a ``str``, a ``TextPrompt`` or
+        ``ChatPrompt``, or a dict like ``{"messages": [...], "config": {...}}``) is a prompt
+        named ``ClassName.ATTR`` (for a module, ``<last part of the module name>.ATTR``;
+        ``prefix`` overrides the part before the dot, ``prefix=""`` drops it). A ``str`` is
+        sent with its ``template_hash`` (sha256); the server versions each by content: the
+        batch is all-or-nothing. The versions returned are kept
         in :attr:`registered`, which :meth:`execute` pins to.
 
         Args:
@@ -672,8 +699,8 @@ class PromptLedger(ClientBase):
         The general form of :meth:`register_code`.
 
         Args:
-            prompts: ``{name: template_source}`` or ``CodePrompt`` items (which may carry a
-                description and metadata).
+            prompts: ``{name: template_source | TextPrompt | ChatPrompt}`` or ``CodePrompt``
+                items (which may carry a description and metadata).
 
         Returns and raises as :meth:`register_code`.
 
@@ -688,7 +715,7 @@ class PromptLedger(ClientBase):
         self,
         name: str,
         *,
-        model_name: str,
+        model_name: str | None = ...,
         variables: Mapping[str, Any] | None = ...,
         mode: Literal["sync"] = ...,
         version: VersionChoice = ...,
@@ -705,7 +732,7 @@ class PromptLedger(ClientBase):
         self,
         name: str,
         *,
-        model_name: str,
+        model_name: str | None = ...,
         variables: Mapping[str, Any] | None = ...,
         mode: Literal["async"],
         version: VersionChoice = ...,
@@ -721,7 +748,7 @@ class PromptLedger(ClientBase):
         self,
         name: str,
         *,
-        model_name: str,
+        model_name: str | None = None,
         variables: Mapping[str, Any] | None = None,
         mode: ExecutionMode = "sync",
         version: VersionChoice = None,

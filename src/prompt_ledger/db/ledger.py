@@ -128,13 +128,20 @@ async def resolve_run(
     name: str,
     *,
     version_number: int | None,
-    provider: ProviderName,
-    model_name: str,
+    provider: ProviderName | None,
+    model_name: str | None,
+    default_provider: ProviderName,
 ) -> tuple[Prompt, PromptVersion | None, Model | None] | None:
     """The prompt by name, the version to run (that number, else the active one) and the
-    active model named. None when the prompt does not exist; a missing version or model is
-    None in its place."""
-    params: dict[str, Any] = {"name": name, "provider": provider, "model_name": model_name}
+    active model named (a None provider or model name: the version config's; the provider
+    then ``default_provider``). None when the prompt does not exist; a missing version or
+    model is None in its place."""
+    params: dict[str, Any] = {
+        "name": name,
+        "provider": None if provider is None else provider.value,
+        "model_name": model_name,
+        "default_provider": default_provider.value,
+    }
     statement = statements.RESOLVE_ACTIVE
     if version_number is not None:
         statement = statements.RESOLVE_NUMBER

@@ -121,9 +121,20 @@ VERSIONS_BY_NUMBERS = sa.select(*_labelled("v_", _versions.c)).where(
 
 
 def _resolve(version_on: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    # A run that names no model (or no provider) takes the version config's (SPEC §9.1),
+    # the provider defaulting to ``default_provider``; one query either way.
+    config = _versions.c.config
+    provider = sa.func.coalesce(
+        sa.bindparam("provider", type_=sa.String()),
+        config["provider"].as_string(),
+        sa.bindparam("default_provider", type_=sa.String()),
+    )
+    model_name = sa.func.coalesce(
+        sa.bindparam("model_name", type_=sa.String()), config["model_name"].as_string()
+    )
     model_on = sa.and_(
-        _models.c.provider == _param("provider", _models.c.provider),
-        _models.c.model_name == sa.bindparam("model_name"),
+        _models.c.provider == sa.cast(provider, _models.c.provider.type),
+        _models.c.model_name == model_name,
         _models.c.is_active,
     )
     return (
@@ -137,7 +148,8 @@ def _resolve(version_on: sa.ColumnElement[bool]) -> sa.Select[Any]:
 
 RESOLVE_ACTIVE = _resolve(_versions.c.id == _prompts.c.active_version_id)
 """What a run needs: the prompt by ``name``, its active version, the active model
-(``provider``, ``model_name``); a missing version or model has null columns."""
+(``provider``, ``model_name``; null ones: the version config's, then ``default_provider``);
+a missing version or model has null columns."""
 
 RESOLVE_NUMBER = _resolve(
     sa.and_(

@@ -75,6 +75,13 @@ class VersionStatus(enum.StrEnum):
     DEPRECATED = "deprecated"
 
 
+class VersionType(enum.StrEnum):
+    """A version's shape (SPEC §9.1): one template, or a list of chat messages."""
+
+    TEXT = "text"
+    CHAT = "chat"
+
+
 class ExecutionMode(enum.StrEnum):
     SYNC = "sync"
     ASYNC = "async"
@@ -140,7 +147,20 @@ class PromptVersion(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     prompt_id: Mapped[int] = mapped_column(sa.ForeignKey("prompts.id", ondelete="CASCADE"))
     version_number: Mapped[int]
+    type: Mapped[VersionType] = mapped_column(
+        _enum(VersionType, "prompt_version_type"),
+        default=VersionType.TEXT,
+        server_default=VersionType.TEXT.value,
+    )
+    # The Jinja2 template of a text version; "" for a chat version (the API shows null), so
+    # the column stays NOT NULL for the versions written before chat versions existed.
     template_source: Mapped[str] = mapped_column(sa.Text)
+    # chat: [{role, content}, ... at most one {"type": "placeholder", "name": N}]; else null
+    messages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    # {model_name?, provider?, params?, response_format?}: what the version was written for
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # JSON Schema (draft 2020-12) a run's variables must validate against
+    variables_schema: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     checksum: Mapped[str] = mapped_column(sa.String(64))
     variables: Mapped[list[str]] = mapped_column(JSONType, default=list)
     status: Mapped[VersionStatus] = mapped_column(_enum(VersionStatus, "prompt_version_status"))
@@ -178,6 +198,8 @@ class Execution(Base):
     status: Mapped[ExecutionStatus] = mapped_column(_enum(ExecutionStatus, "execution_status"))
     variables: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     rendered_prompt: Mapped[str] = mapped_column(sa.Text)
+    # chat versions: the exact messages sent (rendered_prompt holds them as text); else null
+    rendered_messages: Mapped[list[dict[str, str]] | None] = mapped_column(JSONType)
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     params_dropped: Mapped[list[str]] = mapped_column(JSONType, default=list)
     response_text: Mapped[str | None] = mapped_column(sa.Text)

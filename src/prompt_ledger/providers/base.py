@@ -7,7 +7,7 @@ exceptions into :class:`ProviderError` so that the retry policy can be decided f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -101,11 +101,19 @@ class Provider(Protocol):
         ...
 
     async def generate(
-        self, prompt: str, *, model: str, params: Mapping[str, Any] | MappedParams
+        self,
+        prompt: str | Sequence[Mapping[str, str]],
+        *,
+        model: str,
+        params: Mapping[str, Any] | MappedParams,
+        response_format: Mapping[str, Any] | None = None,
     ) -> ProviderResult:
         """Call the provider once (never retries); raises :class:`ProviderError` on failure.
 
-        ``params`` are spec params, or what this provider's :meth:`map_params` made of them.
+        ``prompt`` is a text version's rendered text (sent as one user message) or a chat
+        version's rendered ``{role, content}`` messages (sent as they are). ``params`` are
+        spec params, or what this provider's :meth:`map_params` made of them;
+        ``response_format`` (a version config's) is passed through as given.
         """
         ...
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -101,13 +101,28 @@ class OpenAIProvider:
         return MappedParams(sent, dropped)
 
     async def generate(
-        self, prompt: str, *, model: str, params: Mapping[str, Any] | MappedParams
+        self,
+        prompt: str | Sequence[Mapping[str, str]],
+        *,
+        model: str,
+        params: Mapping[str, Any] | MappedParams,
+        response_format: Mapping[str, Any] | None = None,
     ) -> ProviderResult:
         if self._api_key is None:
             raise ProviderError(ProviderErrorKind.AUTH_ERROR, _MISSING_KEY_MESSAGE)
         entry = self._async_clients.get(asyncio.get_running_loop())
         client = entry.client if entry is not None else await self._open_async_client()
         sent = params.sent if isinstance(params, MappedParams) else self.map_params(params).sent
+        body: dict[str, Any] = {
+            "model": model,
+            # A text version is one user message (SPEC §7); a chat version its messages.
+            "messages": [{"role": "user", "content": prompt}]
+            if isinstance(prompt, str)
+            else [dict(message) for message in prompt],
+            **sent,
+        }
+        if response_format is not None:
+            body["response_format"] = dict(response_format)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -117,21 +132,13 @@ class OpenAIProvider:
                 # than a ``ChatCompletion``, which the SDK builds field by field without
                 # validating (~0.25 ms of CPU per call) for the five values read here. Same
                 # client, connection pool, headers, timeouts and status errors.
-                body = await client.post(
-                    "/chat/completions",
-                    cast_to=bytes,
-                    body={
-                        "model": model,
-                        "messages": [{"role": "user", "content": prompt}],
-                        **sent,
-                    },
-                )
+                answer = await client.post("/chat/completions", cast_to=bytes, body=body)
         except TimeoutError:
             raise self._timeout_error() from None
         except APIError as exc:
             # ``from None``: the SDK exception's text may quote the key; keep it out of tracebacks.
             raise self._error_from(exc) from None
-        return _result_from_json(body, _elapsed_ms(started))
+        return _result_from_json(answer, _elapsed_ms(started))
 
     async def aclose(self) -> None:
         """Close every pooled client: this loop's now, other live loops' on their own loop."""

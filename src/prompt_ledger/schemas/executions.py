@@ -35,7 +35,9 @@ class ExecutionInput(StrictModel):
     label: LabelName | None = None
     subject: Subject | None = None
     variables: JsonObject = Field(default_factory=dict)
-    model_name: Annotated[Text, Field(min_length=1, max_length=128)]
+    # May be omitted when the version's config names a model (SPEC §9.1).
+    model_name: Annotated[Text, Field(min_length=1, max_length=128)] | None = None
+    # Not sent: the version config's provider, else openai (see ``given_provider``).
     provider: ProviderName = ProviderName.OPENAI
     params: Params = Field(default_factory=Params)
     metadata: JsonObject = Field(default_factory=dict)
@@ -45,6 +47,12 @@ class ExecutionInput(StrictModel):
         if self.label is not None and self.version is not None:
             raise ValueError("give either `version` or `label`, not both")
         return self
+
+    @property
+    def given_provider(self) -> ProviderName | None:
+        """The provider the request named, None when it named none (the default is kept in
+        the schema so idempotency fingerprints of earlier requests do not change)."""
+        return self.provider if "provider" in self.model_fields_set else None
 
 
 class RunRequest(ExecutionInput):
@@ -98,6 +106,8 @@ class ExecutionOut(BaseModel):
     model: ModelRef
     variables: dict[str, Any]
     rendered_prompt: str
+    # chat versions: the exact messages sent; null for text versions
+    rendered_messages: list[dict[str, str]] | None = None
     params: dict[str, Any]
     response_text: str | None
     telemetry: Telemetry
@@ -133,6 +143,7 @@ def _execution_out(record: ExecutionRecord) -> ExecutionOut:
         model=ModelRef(provider=record.model.provider, name=record.model.model_name),
         variables=e.variables,
         rendered_prompt=e.rendered_prompt,
+        rendered_messages=e.rendered_messages,
         params=e.params,
         response_text=e.response_text,
         telemetry=Telemetry(

@@ -9,14 +9,16 @@ from pydantic import BaseModel, Field, field_validator
 
 from prompt_ledger.db.tables import PromptMode, VersionStatus
 from prompt_ledger.schemas.common import JsonObject, PromptName, StrictModel, Text
+from prompt_ledger.schemas.prompts import VersionContentIn
 from prompt_ledger.services.analytics import Stats
-from prompt_ledger.services.rendering import MAX_TEMPLATE_BYTES
 from prompt_ledger.services.tracking import Change
 
 
-class CodePromptIn(StrictModel):
+class CodePromptIn(VersionContentIn):
+    """One code-owned prompt; ``template_hash``, if given, is the checksum the version will
+    have (for plain text, the sha256 of ``template_source``)."""
+
     name: PromptName
-    template_source: Annotated[Text, Field(min_length=1, max_length=MAX_TEMPLATE_BYTES)]
     template_hash: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
     description: Annotated[Text, Field(max_length=10_000)] | None = None
     metadata: JsonObject = Field(default_factory=dict)

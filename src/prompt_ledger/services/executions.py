@@ -35,6 +35,7 @@ from prompt_ledger.db.tables import (
     PromptMode,
     PromptVersion,
     ProviderName,
+    VersionType,
     utcnow,
 )
 from prompt_ledger.errors import (
@@ -46,7 +47,7 @@ from prompt_ledger.errors import (
 )
 from prompt_ledger.logging import get_logger
 from prompt_ledger.providers.base import MappedParams, Provider, ProviderError, ProviderResult
-from prompt_ledger.services import analytics, idempotency, labels, prompts, rendering
+from prompt_ledger.services import analytics, idempotency, labels, prompts, rendering, variables
 from prompt_ledger.services.idempotency import IdempotencyKey
 
 log = get_logger("prompt_ledger.executions")
@@ -80,10 +81,13 @@ class Runtime:
 
 @dataclass(frozen=True, slots=True)
 class RunInput:
-    """What to run, as every execute-style route received it (already validated)."""
+    """What to run, as every execute-style route received it (already validated).
 
-    model_name: str
-    provider: ProviderName = ProviderName.OPENAI
+    ``model_name`` and ``provider`` may be None: the version config's, then (provider) openai.
+    """
+
+    model_name: str | None = None
+    provider: ProviderName | None = None
     version: int | None = None
     label: str | None = None  # instead of ``version`` (SPEC §9.2)
     subject: str | None = None  # picks a split label's variant deterministically
@@ -121,7 +125,7 @@ async def run_sync(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
     if mapped is None:  # replayed
         return record
     execution = record.execution
-    values, _ = await _attempt(rt, record.model, execution.rendered_prompt, mapped)
+    values, _ = await _attempt(rt, record.model, record.version, execution, mapped)
     if not await _write_attempt(rt.db, execution, values):
         # recovered by the sweeper meanwhile: report what the ledger says
         async with rt.db.ledger() as ex:
@@ -157,13 +161,23 @@ async def _create(
     async with rt.db.ledger() as ex:
         if key is not None and (existing := await ledger.get_execution_by_key(ex, key.key)):
             return _replay(existing, key, sync=sync), None
-        prompt, version, model = await _resolve(ex, request)
-    rendered = await rendering.render_async(
-        version.template_source,
-        request.input.variables,
-        timeout_s=rt.settings.render_timeout_s,
-    )
-    params = dict(request.input.params)
+        prompt, version, model, params = await _resolve(ex, request)
+    if version.variables_schema is not None:
+        variables.validate(version.variables_schema, request.input.variables)
+    messages: list[dict[str, str]] | None = None
+    if version.type == VersionType.CHAT:
+        messages = await rendering.render_messages_async(
+            version.messages or [],
+            request.input.variables,
+            timeout_s=rt.settings.render_timeout_s,
+        )
+        rendered = messages_as_text(messages)
+    else:
+        rendered = await rendering.render_async(
+            version.template_source,
+            request.input.variables,
+            timeout_s=rt.settings.render_timeout_s,
+        )
     provider = rt.providers[model.provider]
     mapped = provider.map_params(params)
     now = utcnow()
@@ -176,6 +190,7 @@ async def _create(
         status=ExecutionStatus.RUNNING if sync else ExecutionStatus.QUEUED,
         variables=request.input.variables,
         rendered_prompt=rendered,
+        rendered_messages=messages,
         params=params,
         params_dropped=mapped.dropped,
         attempts=1 if sync else 0,
@@ -205,9 +220,19 @@ def _replay(
     return ExecutionRecord(*existing, replayed=True)
 
 
-async def _resolve(ex: Executor, request: ExecutionRequest) -> tuple[Prompt, PromptVersion, Model]:
+def messages_as_text(messages: Sequence[Mapping[str, str]]) -> str:
+    """A chat's rendered messages as one text (``rendered_prompt``, for search and reading):
+    each as ``role: content``, separated by a blank line."""
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+async def _resolve(
+    ex: Executor, request: ExecutionRequest
+) -> tuple[Prompt, PromptVersion, Model, dict[str, Any]]:
     """Prompt, version and model in one query (a label is resolved to its version first:
-    one more, two for a split); errors in the order the rules are listed."""
+    one more, two for a split), and the merged params (request over the version config's
+    over the model's defaults, of which the models table has none yet); errors in the order
+    the rules are listed."""
     wanted = request.input.version
     if request.input.label is not None:
         resolved = await labels.resolve_with(ex, request.prompt_name, label=request.input.label)
@@ -220,6 +245,7 @@ async def _resolve(ex: Executor, request: ExecutionRequest) -> tuple[Prompt, Pro
         version_number=wanted,
         provider=request.input.provider,
         model_name=request.input.model_name,
+        default_provider=ProviderName.OPENAI,
     )
     if found is None:
         raise prompts.prompt_not_found(request.prompt_name)
@@ -237,19 +263,29 @@ async def _resolve(ex: Executor, request: ExecutionRequest) -> tuple[Prompt, Pro
             f"prompt '{prompt.name}' has no active version; pass `version` explicitly",
             details={"name": prompt.name},
         )
+    config = version.config or {}
     if model is None:
+        model_name = request.input.model_name or config.get("model_name")
+        if model_name is None:
+            raise ValidationFailed(
+                f"model_name is required: version {version.version_number} of prompt "
+                f"'{prompt.name}' has no config.model_name to fall back on",
+                details={"field": "model_name"},
+            )
+        provider = request.input.provider or config.get("provider") or ProviderName.OPENAI
         raise UnknownModel(
-            f"'{request.input.model_name}' is not an active {request.input.provider} model",
-            details={"provider": request.input.provider, "model_name": request.input.model_name},
+            f"'{model_name}' is not an active {provider} model",
+            details={"provider": str(provider), "model_name": model_name},
         )
-    max_new = request.input.params.get("max_new_tokens")
+    params = {**(config.get("params") or {}), **request.input.params}
+    max_new = params.get("max_new_tokens")
     if max_new is not None and max_new > model.max_tokens:
         raise ValidationFailed(
             f"params.max_new_tokens {max_new} is over {model.model_name}'s limit "
             f"of {model.max_tokens}",
             details={"max_tokens": model.max_tokens},
         )
-    return prompt, version, model
+    return prompt, version, model, params
 
 
 # --- running (workers) ------------------------------------------------------------------
@@ -273,7 +309,7 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
         return None
     execution, prompt, version, model = claimed
     record = ExecutionRecord(execution, prompt, version, model)
-    values, retryable = await _attempt(rt, model, execution.rendered_prompt, execution.params)
+    values, retryable = await _attempt(rt, model, version, execution, execution.params)
     delay: float | None = None
     if retryable and execution.attempts < rt.max_attempts:
         delay = rt.settings.execution_retry_delays[execution.attempts - 1]
@@ -360,13 +396,27 @@ class _AsWritten:
 
 
 async def _attempt(
-    rt: Runtime, model: Model, rendered_prompt: str, params: Mapping[str, Any] | MappedParams
+    rt: Runtime,
+    model: Model,
+    version: PromptVersion,
+    execution: Execution,
+    params: Mapping[str, Any] | MappedParams,
 ) -> tuple[dict[str, Any], bool]:
-    """Call the provider once; the columns to write, and whether a failure may be retried."""
+    """Call the provider once with what the row recorded (a chat's messages, else its text)
+    and the version's ``response_format``; the columns to write, and whether a failure may
+    be retried."""
     provider = rt.providers[model.provider]
+    prompt: str | list[dict[str, str]] = (
+        execution.rendered_prompt
+        if execution.rendered_messages is None
+        else execution.rendered_messages
+    )
+    response_format = (version.config or {}).get("response_format")
     started = time.perf_counter()
     try:
-        result = await provider.generate(rendered_prompt, model=model.model_name, params=params)
+        result = await provider.generate(
+            prompt, model=model.model_name, params=params, response_format=response_format
+        )
     except ProviderError as exc:
         return _failure(exc.kind.value, exc.message, started), exc.retryable
     except Exception as exc:  # a bug or an unexpected SDK error: fail the row, keep the worker

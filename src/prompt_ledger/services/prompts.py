@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import rfc8785
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prompt_ledger.db import ledger
@@ -24,10 +25,11 @@ from prompt_ledger.db.tables import (
     PromptMode,
     PromptVersion,
     VersionStatus,
+    VersionType,
     utcnow,
 )
-from prompt_ledger.errors import ModeMismatch, NotFound
-from prompt_ledger.services import rendering
+from prompt_ledger.errors import ModeMismatch, NotFound, ValidationFailed
+from prompt_ledger.services import rendering, variables
 
 # The right route for each mode, quoted in every mode-mismatch message.
 SAVE_ROUTE = {
@@ -36,9 +38,76 @@ SAVE_ROUTE = {
 }
 
 
-def checksum_of(template_source: str) -> str:
-    """sha256 of the exact UTF-8 bytes: no normalisation, so whitespace and case count."""
-    return hashlib.sha256(template_source.encode("utf-8")).hexdigest()
+@dataclass(frozen=True, slots=True)
+class VersionContent:
+    """What a version is (SPEC §9.1), as validated by the request schemas: a ``text``
+    version's template or a ``chat`` version's messages, and the optional ``config`` and
+    ``variables_schema``. ``None`` means absent; an empty ``config`` counts as absent."""
+
+    type: VersionType = VersionType.TEXT
+    template_source: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    config: dict[str, Any] | None = None
+    variables_schema: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.config:
+            object.__setattr__(self, "config", None)
+
+    @property
+    def is_plain_text(self) -> bool:
+        """A text version with no config and no schema: addressed by its bytes (SPEC §4)."""
+        return (
+            self.type == VersionType.TEXT and self.config is None and self.variables_schema is None
+        )
+
+
+def checksum_of(content: VersionContent | str) -> str:
+    """The content address of a version: the one place checksums are computed.
+
+    Plain text (a ``str``, or text with no config and no schema) is the sha256 of its exact
+    UTF-8 bytes, with no normalisation, so whitespace and case count and tracking mode's
+    ``template_hash`` stays the sha256 of the text. Anything else is the sha256 of the RFC 8785
+    canonical JSON of ``{type, template_source | messages, config?, variables_schema?}``,
+    absent members left out (never null).
+    """
+    if isinstance(content, str):
+        content = VersionContent(template_source=content)
+    if content.is_plain_text:
+        assert content.template_source is not None
+        return hashlib.sha256(content.template_source.encode("utf-8")).hexdigest()
+    document: dict[str, Any] = {"type": content.type.value}
+    if content.type == VersionType.TEXT:
+        document["template_source"] = content.template_source
+    else:
+        document["messages"] = content.messages
+    if content.config is not None:
+        document["config"] = content.config
+    if content.variables_schema is not None:
+        document["variables_schema"] = content.variables_schema
+    try:
+        canonical = rfc8785.dumps(document)
+    except rfc8785.CanonicalizationError as exc:  # e.g. an integer beyond 2**53 in a schema
+        raise ValidationFailed(
+            f"the version cannot be content-addressed (RFC 8785): {exc}",
+            details={"field": "variables_schema" if content.variables_schema else "config"},
+        ) from None
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _variables_of(content: VersionContent) -> list[str]:
+    """Validate the templates and return the sorted names of the variables the version
+    uses (a chat's placeholder name included). Blocking: compiles every template."""
+    if content.type == VersionType.TEXT:
+        assert content.template_source is not None
+        return rendering.template_variables(content.template_source)
+    names: set[str] = set()
+    for message in content.messages or []:
+        if message.get("type") == "placeholder":
+            names.add(str(message["name"]))
+        else:
+            names.update(rendering.template_variables(str(message["content"])))
+    return sorted(names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +136,29 @@ def prompt_not_found(name: str) -> NotFound:
 async def save_version(
     session: AsyncSession,
     name: str,
-    template_source: str,
+    content: VersionContent | str,
     *,
     mode: PromptMode,
     description: str | None = None,
     metadata: dict[str, Any] | None = None,
     activate: bool = True,
 ) -> SaveResult:
-    """Create the prompt or add a version; identical text reuses its version.
+    """Create the prompt or add a version; identical content reuses its version.
+
+    ``content`` is the version (a ``str`` is a plain text version).
 
     Raises:
-        InvalidTemplate: the text is not valid Jinja2 (checked before any write).
+        InvalidTemplate: a template is not valid Jinja2 (checked before any write).
+        ValidationFailed: the variables_schema is not a valid JSON Schema.
         ModeMismatch: the prompt exists in the other mode.
     """
+    if isinstance(content, str):
+        content = VersionContent(template_source=content)
+    if content.variables_schema is not None:
+        variables.check_schema(content.variables_schema)
     # Compiling a large template can take a while: keep it off the event loop.
-    variables = await asyncio.to_thread(rendering.template_variables, template_source)
-    checksum = checksum_of(template_source)
+    names = await asyncio.to_thread(_variables_of, content)
+    checksum = checksum_of(content)
     prompt, prompt_created = await repo.lock_or_create_prompt(
         session, name, mode=mode, description=description
     )
@@ -102,9 +178,13 @@ async def save_version(
         version = PromptVersion(
             prompt_id=prompt.id,
             version_number=number,
-            template_source=template_source,
+            type=content.type,
+            template_source=content.template_source or "",
+            messages=content.messages,
+            config=content.config,
+            variables_schema=content.variables_schema,
             checksum=checksum,
-            variables=variables,
+            variables=names,
             status=VersionStatus.DRAFT,
             metadata_=metadata or {},
             created_at=utcnow(),

@@ -27,7 +27,7 @@ class Change(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class CodePrompt:
     name: str
-    template_source: str
+    content: prompts.VersionContent | str  # a str is a plain text version
     template_hash: str | None = None
     description: str | None = None
     metadata: dict[str, Any] | None = None
@@ -46,15 +46,18 @@ async def register_code(session: AsyncSession, items: Sequence[CodePrompt]) -> l
     """Register a batch of code prompts, all or nothing (the caller's transaction).
 
     Raises:
-        ValidationFailed: a ``template_hash`` is not the sha256 of its text.
+        ValidationFailed: a ``template_hash`` is not the checksum of its content (for plain
+            text, the sha256 of the text), or a variables_schema is invalid.
         ModeMismatch: a name belongs to a full-mode prompt.
         InvalidTemplate: a text is not valid Jinja2.
     """
     for item in items:
-        expected = prompts.checksum_of(item.template_source)
+        expected = prompts.checksum_of(item.content)
         if item.template_hash is not None and item.template_hash.lower() != expected:
             raise ValidationFailed(
-                f"template_hash of '{item.name}' is not the sha256 of its template_source",
+                f"template_hash of '{item.name}' is not the checksum of its content "
+                "(for a text prompt without config or variables_schema: the sha256 of "
+                "template_source)",
                 details={"name": item.name, "expected": expected},
             )
     results: dict[str, Registration] = {}
@@ -63,7 +66,7 @@ async def register_code(session: AsyncSession, items: Sequence[CodePrompt]) -> l
         saved = await prompts.save_version(
             session,
             item.name,
-            item.template_source,
+            item.content,
             mode=PromptMode.TRACKING,
             description=item.description,
             metadata=item.metadata,

@@ -61,7 +61,7 @@ def execution_request(
         execution_mode=execution_mode,
         input=RunInput(
             model_name=body.model_name,
-            provider=body.provider,
+            provider=body.given_provider,
             version=body.version,
             label=body.label,
             subject=body.subject,

@@ -75,7 +75,7 @@ async def save_prompt(
     result = await service.save_version(
         session,
         name,
-        body.template_source,
+        body.content(),
         mode=PromptMode.FULL,
         description=body.description,
         metadata=body.metadata,

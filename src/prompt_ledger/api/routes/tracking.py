@@ -40,7 +40,7 @@ async def register_code(body: RegisterCodeRequest, session: SessionDep) -> Regis
     results = await tracking.register_code(
         session,
         [
-            CodePrompt(p.name, p.template_source, p.template_hash, p.description, p.metadata)
+            CodePrompt(p.name, p.content(), p.template_hash, p.description, p.metadata)
             for p in body.prompts
         ],
     )

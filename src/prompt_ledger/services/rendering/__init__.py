@@ -22,7 +22,8 @@ path to runaway work is closed here, one module for each kind of hostile templat
 - ``watchdog``: library code still running past the deadline, stopped by an async exception.
 - ``failures``: whatever a render raised, as a short, located 422 error.
 - ``runner``: ``render``/``render_async``: output capped in UTF-8 bytes, NUL refused,
-  template code kept off the event loop.
+  template code kept off the event loop; ``render_messages`` for chat versions (each
+  message's content a template, one placeholder filled with messages from a variable).
 
 This package is the only place that imports jinja2. Only plain JSON-like data (str, int, float,
 bool, None, list, dict) may be passed as variables: everything in the context is reachable from
@@ -30,12 +31,24 @@ the template.
 """
 
 from prompt_ledger.services.rendering.compiling import MAX_TEMPLATE_BYTES, template_variables
-from prompt_ledger.services.rendering.runner import MAX_RENDERED_BYTES, render, render_async
+from prompt_ledger.services.rendering.runner import (
+    CHAT_ROLES,
+    MAX_RENDERED_BYTES,
+    PLACEHOLDER_NAME,
+    render,
+    render_async,
+    render_messages,
+    render_messages_async,
+)
 
 __all__ = [
+    "CHAT_ROLES",
     "MAX_RENDERED_BYTES",
     "MAX_TEMPLATE_BYTES",
+    "PLACEHOLDER_NAME",
     "render",
     "render_async",
+    "render_messages",
+    "render_messages_async",
     "template_variables",
 ]
