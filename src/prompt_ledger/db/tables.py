@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,6 +57,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+# Money. Exact decimals on PostgreSQL; SQLite keeps them as REAL (15-16 significant digits),
+# read back as Decimal with this scale.
+PRICE = sa.Numeric(18, 6, asdecimal=True)
+"""A price in USD per million tokens (a millionth of a dollar per Mtok is the finest)."""
+COST = sa.Numeric(24, 12, asdecimal=True)
+"""An amount in USD: one token at $0.01/Mtok is 1e-8 USD, well inside 12 decimals."""
 
 
 class PromptMode(enum.StrEnum):
@@ -151,6 +159,10 @@ class Model(Base):
     max_tokens: Mapped[int]
     supports_streaming: Mapped[bool] = mapped_column(default=True)
     is_active: Mapped[bool] = mapped_column(default=True)
+    # USD per million tokens; null: no price of our own (the price library's table is used).
+    input_per_mtok: Mapped[Decimal | None] = mapped_column(PRICE)
+    output_per_mtok: Mapped[Decimal | None] = mapped_column(PRICE)
+    cached_input_per_mtok: Mapped[Decimal | None] = mapped_column(PRICE)
 
 
 class Execution(Base):
@@ -193,6 +205,10 @@ class Execution(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the finished execution cost (null: no price known, or no token counts), and
+    # where the price came from ("model", or the price library and its version).
+    cost_usd: Mapped[Decimal | None] = mapped_column(COST)
+    price_source: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class PromptEvent(Base):
@@ -229,6 +245,8 @@ class ExecutionRollup(Base):
     latency_sum: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     prompt_tokens: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     response_tokens: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    # Sum of the known costs (an execution without one adds 0).
+    cost_usd: Mapped[Decimal] = mapped_column(COST, default=Decimal(0), server_default="0")
 
 
 class LatencyRollup(Base):
