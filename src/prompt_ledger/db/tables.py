@@ -58,11 +58,36 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 
-# Money. Exact decimals on PostgreSQL; SQLite keeps them as REAL (15-16 significant digits),
-# read back as Decimal with this scale.
-PRICE = sa.Numeric(18, 6, asdecimal=True)
+
+class Money(TypeDecorator[Decimal]):
+    """An exact decimal amount: NUMERIC on PostgreSQL; SQLite keeps it as REAL (15-16
+    significant digits). Read back as ``Decimal`` whatever the driver hands over (its own
+    result processing is bypassed: asyncpg's needs the column's type oid, which the ledger
+    executor's prepared statements do not pass)."""
+
+    impl = sa.Numeric(asdecimal=True)
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int) -> None:
+        super().__init__(precision, scale, asdecimal=True)
+        self._quantum = Decimal(1).scaleb(-scale)
+
+    def result_processor(self, dialect: sa.Dialect, coltype: object) -> Any:
+        quantum = self._quantum
+
+        def process(value: object) -> Decimal | None:
+            if value is None:
+                return None
+            if isinstance(value, Decimal):
+                return value
+            return Decimal(str(value)).quantize(quantum)
+
+        return process
+
+
+PRICE = Money(18, 6)
 """A price in USD per million tokens (a millionth of a dollar per Mtok is the finest)."""
-COST = sa.Numeric(24, 12, asdecimal=True)
+COST = Money(24, 12)
 """An amount in USD: one token at $0.01/Mtok is 1e-8 USD, well inside 12 decimals."""
 
 

@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,6 +85,7 @@ def rollup_delta(execution: Execution) -> RollupDelta:
             "prompt_tokens": execution.prompt_tokens or 0,
             "response_tokens": execution.response_tokens or 0,
         },
+        sums={"cost_usd": execution.cost_usd or Decimal(0)},
         latency_bucket=latency_bucket(latency) if latency is not None else None,
         model_id=execution.model_id,
         execution_mode=execution.execution_mode,
