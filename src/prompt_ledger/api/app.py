@@ -12,7 +12,7 @@ from prompt_ledger.api.deps import AppState, key_digests, require_api_key
 from prompt_ledger.api.errors import install_error_handlers
 from prompt_ledger.api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from prompt_ledger.api.middleware import BodyLimitMiddleware
-from prompt_ledger.api.routes import analytics, executions, metrics, ops, prompts, tracking
+from prompt_ledger.api.routes import analytics, executions, metrics, models, ops, prompts, tracking
 from prompt_ledger.bootstrap import build_runtime, close_runtime
 from prompt_ledger.config import Settings, get_settings
 from prompt_ledger.gc_tuning import freeze_and_tune
@@ -78,4 +78,5 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
     app.include_router(prompts.router, dependencies=secured)
     app.include_router(analytics.router, dependencies=secured)
     app.include_router(executions.router, dependencies=secured)
+    app.include_router(models.router, dependencies=secured)
     return app

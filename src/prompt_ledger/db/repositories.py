@@ -436,3 +436,32 @@ async def get_queue_summary(
     ).where(e.status == ExecutionStatus.QUEUED)
     total, due_count, oldest = (await session.execute(query)).one()
     return int(total), int(due_count), _utc(oldest)
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+async def list_models(session: AsyncSession) -> Sequence[Model]:
+    query = sa.select(Model).order_by(Model.provider, Model.model_name)
+    return list(await session.scalars(query))
+
+
+async def lock_or_create_model(
+    session: AsyncSession, provider: ProviderName, model_name: str, *, defaults: dict[str, Any]
+) -> tuple[Model, bool]:
+    """The model row locked for this transaction, created with ``defaults`` if absent
+    (concurrent creators settled by the unique key, as ``lock_or_create_prompt`` does)."""
+    inserted_id = await session.scalar(
+        _insert(session, Model)
+        .values(provider=provider, model_name=model_name, **defaults)
+        .on_conflict_do_nothing(index_elements=["provider", "model_name"])
+        .returning(Model.id)
+    )
+    model = await session.scalar(
+        sa.select(Model)
+        .where(Model.provider == provider, Model.model_name == model_name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert model is not None  # inserted above or already there; models are never deleted
+    return model, inserted_id is not None
