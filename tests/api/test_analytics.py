@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import uuid
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -18,6 +20,7 @@ EMPTY = {
     "p95_latency_ms": None,
     "prompt_tokens": 0,
     "response_tokens": 0,
+    "cost_usd": 0.0,
 }
 
 
@@ -34,6 +37,7 @@ def block(executions: list[dict[str, Any]]) -> dict[str, Any]:
         "p95_latency_ms": latencies[math.ceil(0.95 * len(latencies)) - 1] if latencies else None,
         "prompt_tokens": sum(e["telemetry"]["prompt_tokens"] or 0 for e in executions),
         "response_tokens": sum(e["telemetry"]["response_tokens"] or 0 for e in executions),
+        "cost_usd": float(sum(Decimal(repr(e["telemetry"]["cost_usd"] or 0)) for e in executions)),
     }
 
 
@@ -81,7 +85,8 @@ async def test_mixed_modes_number_by_number(client: httpx.AsyncClient) -> None:
     assert [p["name"] for p in report["prompts"]] == ["full.a", "Code.X", "Code.Y", "full.b"]
     for p in report["prompts"]:
         expected = block(by_name[p["name"]])
-        got = {k: v for k, v in p.items() if k not in ("name", "mode")}
+        got = {k: v for k, v in p.items() if k not in ("name", "mode", "groups")}
+        assert p["groups"] is None
         assert got == pytest.approx(expected), p["name"]
     full = by_name["full.a"] + by_name["full.b"]
     tracking = by_name["Code.X"] + by_name["Code.Y"]
@@ -114,5 +119,66 @@ async def test_mixed_modes_number_by_number(client: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize("params", [{"mode": "both"}, {"since": "soon"}, {"until": "x"}])
 async def test_bad_query_is_422(client: httpx.AsyncClient, params: dict[str, str]) -> None:
     r = await client.get("/v1/analytics/prompts", params=params)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "validation_error"
+
+
+async def test_cost_sums_and_group_by_version_and_model(client: httpx.AsyncClient) -> None:
+    """Costs add up per prompt, per mode and per group; groups add up to their prompt."""
+    priced = f"priced-{uuid.uuid4().hex[:8]}"
+    r = await client.put(
+        f"/v1/models/openai/{priced}", json={"pricing": {"input_per_mtok": 2, "output_per_mtok": 8}}
+    )
+    assert r.status_code == 201
+    await save(client, "g", 'one two [[stub reply="a b c"]]')
+    await client.post(RUN, json=body("g", model_name=priced))
+    await client.post(RUN, json=body("g", model_name="gpt-4o-mini"))
+    await save(client, "g", 'one two three [[stub reply="a"]]')  # version 2
+    await client.post(RUN, json=body("g", model_name=priced))
+    await client.post(RUN, json=body("g", model_name=priced))
+    await client.post(RUN, json=body("g", version=1, model_name="gpt-4o-mini", variables={}))
+    queued = (await client.post(SUBMIT, json=body("g", model_name=priced))).json()
+    await wait_done(client, queued["execution_id"])
+    ledger = (await client.get("/v1/executions", params={"prompt_name": "g"})).json()["items"]
+    assert len(ledger) == 6
+    assert all(e["telemetry"]["cost_usd"] for e in ledger)
+
+    plain = (await client.get("/v1/analytics/prompts")).json()
+    assert plain["prompts"][0]["cost_usd"] == pytest.approx(block(ledger)["cost_usd"])
+    assert plain["by_mode"]["full"]["cost_usd"] == pytest.approx(block(ledger)["cost_usd"])
+
+    by_version = (await client.get("/v1/analytics/prompts", params={"group_by": "version"})).json()
+    row = by_version["prompts"][0]
+    assert {k: v for k, v in row.items() if k != "groups"} == {
+        k: v for k, v in plain["prompts"][0].items() if k != "groups"
+    }
+    assert [g["version"] for g in row["groups"]] == [2, 1]  # most executions first
+    for group in row["groups"]:
+        runs = [e for e in ledger if e["version"]["number"] == group["version"]]
+        assert group["model"] is None
+        got = {k: v for k, v in group.items() if k not in ("version", "model")}
+        assert got == pytest.approx(block(runs))
+
+    by_model = (await client.get("/v1/analytics/prompts", params={"group_by": "model"})).json()
+    groups = by_model["prompts"][0]["groups"]
+    assert [g["model"] for g in groups] == [
+        {"provider": "openai", "name": priced},
+        {"provider": "openai", "name": "gpt-4o-mini"},
+    ]
+    for group in groups:
+        runs = [e for e in ledger if e["model"]["name"] == group["model"]["name"]]
+        assert group["version"] is None
+        got = {k: v for k, v in group.items() if k not in ("version", "model")}
+        assert got == pytest.approx(block(runs))
+
+    newest = ledger[0]["created_at"]
+    window = (
+        await client.get("/v1/analytics/prompts", params={"group_by": "model", "since": newest})
+    ).json()
+    assert [g["executions"] for g in window["prompts"][0]["groups"]] == [1]
+
+
+async def test_bad_group_by_is_422(client: httpx.AsyncClient) -> None:
+    r = await client.get("/v1/analytics/prompts", params={"group_by": "colour"})
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "validation_error"
