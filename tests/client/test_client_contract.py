@@ -28,6 +28,7 @@ from prompt_ledger.client import (
     Version,
 )
 from prompt_ledger.client._core import _Registered
+from prompt_ledger.client.models import Model, ModelList
 from prompt_ledger.config import Settings
 
 
@@ -59,6 +60,9 @@ ROUTES: dict[tuple[str, str, str], type[BaseModel]] = {
     ("GET", "/v1/prompts/{name}/history", "200"): History,
     ("POST", "/v1/prompts/{name}:convert", "200"): Prompt,
     ("GET", "/v1/analytics/prompts", "200"): Analytics,
+    ("GET", "/v1/models", "200"): ModelList,
+    ("PUT", "/v1/models/{provider}/{model_name}", "200"): Model,
+    ("PUT", "/v1/models/{provider}/{model_name}", "201"): Model,
 }
 
 
