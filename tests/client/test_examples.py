@@ -34,6 +34,13 @@ EXPECTED = {
         "succeeded",
     ],
     "convert_modes.py": ["unchanged", "mode_converted", "register-code"],
+    "models_and_cost.py": [
+        "my-finetune True input_per_mtok=0.3 output_per_mtok=1.2",
+        "0.00000570 model",
+        "genai-prices ",
+        "my-finetune 1 0.00000570",
+        "unknown_model",
+    ],
 }
 
 
