@@ -338,6 +338,9 @@ class TestSubmitRunsOnAWorker:
         assert e["telemetry"]["provider_request_id"].startswith("chatcmpl-")
         assert e["created_at"] <= e["started_at"] <= e["completed_at"]
         assert stub_stats(stub_url)["calls"] == 1
+        # priced by the worker, as the API prices a sync run (services/costs.py)
+        assert e["telemetry"]["price_source"].startswith("genai-prices ")
+        assert e["telemetry"]["cost_usd"] > 0
 
     async def test_many_submits_across_two_workers_each_run_exactly_once(
         self, api: Api, stub_url: str, private_redis: RedisServer
