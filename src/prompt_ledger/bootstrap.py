@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 from prompt_ledger.config import Settings
 from prompt_ledger.db.session import Database
 from prompt_ledger.providers.registry import close_providers, providers_from_settings
+from prompt_ledger.services import costs
 from prompt_ledger.services.executions import Dispatcher, Runtime
 from prompt_ledger.workers.inprocess import InProcessWorker
 
@@ -54,6 +55,7 @@ def build_runtime(settings: Settings, *, dispatcher: Dispatcher) -> Runtime:
     )
     if isinstance(dispatcher, InProcessWorker):
         dispatcher.runtime = runtime
+    costs.warm_up()  # the price table loads here, not inside the first finishing execution
     return runtime
 
 

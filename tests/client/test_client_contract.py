@@ -30,6 +30,7 @@ from prompt_ledger.client import (
     Version,
 )
 from prompt_ledger.client._core import _Registered
+from prompt_ledger.client.models import Model, ModelList
 from prompt_ledger.config import Settings
 
 
@@ -69,6 +70,9 @@ ROUTES: dict[tuple[str, str, str], type[BaseModel]] = {
     ("PUT", "/v1/prompts/{name}/labels/{label}", "200"): Label,
     ("PUT", "/v1/prompts/{name}/labels/{label}", "201"): Label,
     ("GET", "/v1/prompts/{name}/diff", "200"): Diff,
+    ("GET", "/v1/models", "200"): ModelList,
+    ("PUT", "/v1/models/{provider}/{model_name}", "200"): Model,
+    ("PUT", "/v1/models/{provider}/{model_name}", "201"): Model,
 }
 # Success answers without a body: the client returns None for them.
 BODILESS = {("DELETE", "/v1/prompts/{name}/labels/{label}", "204")}

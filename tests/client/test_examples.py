@@ -51,6 +51,13 @@ EXPECTED = {
         "{'model_name': 'gpt-4o'}",
         "succeeded [{'role': 'developer'",
     ],
+    "models_and_cost.py": [
+        "my-finetune True input_per_mtok=0.3 output_per_mtok=1.2",
+        "0.00000570 model",
+        "genai-prices ",
+        "my-finetune 1 0.00000570",
+        "unknown_model",
+    ],
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import sqlalchemy as sa
 
@@ -58,9 +59,12 @@ def values(row: Execution) -> dict[str, object]:
     return {attr.key: getattr(row, attr.key) for attr in Execution.__mapper__.column_attrs}
 
 
-def finished(row: Execution, *, attempt: int, latency_ms: int) -> ledger.Finish:
+def finished(
+    row: Execution, *, attempt: int, latency_ms: int, cost: Decimal | None = None
+) -> ledger.Finish:
     row.status, row.latency_ms, row.response_text = ExecutionStatus.SUCCEEDED, latency_ms, "ok"
     row.prompt_tokens, row.response_tokens, row.completed_at = 3, 5, T0 + timedelta(minutes=1)
+    row.cost_usd, row.price_source = cost, None if cost is None else "model"
     return ledger.Finish(
         execution_id=row.id,
         from_status=ExecutionStatus.RUNNING,
@@ -78,8 +82,10 @@ async def test_concurrent_inserts_and_finishes_answer_each_caller(db: Database) 
     assert sorted(inserted[20:]) == [False, True]  # one key, one row
 
     stale = rows[0]  # its attempt 1 was recovered and re-run: a late result must not land
+    costs = [None if i % 3 == 0 else Decimal(i).scaleb(-9) for i in range(len(rows))]
     items = [
-        finished(r, attempt=2 if r is stale else 1, latency_ms=10 + i) for i, r in enumerate(rows)
+        finished(r, attempt=2 if r is stale else 1, latency_ms=10 + i, cost=costs[i])
+        for i, r in enumerate(rows)
     ]
     written = await asyncio.gather(*(ledger.finish(db, item) for item in items))
     assert written == [False] + [True] * 19
@@ -91,7 +97,12 @@ async def test_concurrent_inserts_and_finishes_answer_each_caller(db: Database) 
         latencies = await session.scalar(sa.select(sa.func.sum(LatencyTotal.count)))
         totals = await session.scalar(sa.select(sa.func.sum(execution_totals.c.executions)))
         latency_sum = await session.scalar(sa.select(sa.func.sum(ExecutionRollup.latency_sum)))
+        cost_rows = await session.execute(sa.select(Execution.id, Execution.cost_usd))
+        written_costs = {execution_id: cost for execution_id, cost in cost_rows}
+        cost_sum = await session.scalar(sa.select(ExecutionRollup.cost_usd))
     assert statuses[stale.id] == ExecutionStatus.RUNNING
+    assert [written_costs[r.id] for r in rows[1:]] == costs[1:]  # each item's own value
+    assert cost_sum == sum(c or 0 for c in costs[1:])
     assert sum(s == ExecutionStatus.SUCCEEDED for s in statuses.values()) == 19
     assert hourly == latencies == totals == 19  # counted once each, the stale one not at all
     assert latency_sum == sum(10 + i for i in range(1, 20))

@@ -338,6 +338,9 @@ class TestSubmitRunsOnAWorker:
         assert e["telemetry"]["provider_request_id"].startswith("chatcmpl-")
         assert e["created_at"] <= e["started_at"] <= e["completed_at"]
         assert stub_stats(stub_url)["calls"] == 1
+        # priced by the worker, as the API prices a sync run (services/costs.py)
+        assert e["telemetry"]["price_source"].startswith("genai-prices ")
+        assert e["telemetry"]["cost_usd"] > 0
 
     async def test_a_chat_version_runs_on_a_worker(self, api: Api, stub_url: str) -> None:
         """SPEC §9.1 through Celery: the worker sends the messages the row recorded, the

@@ -17,6 +17,7 @@ from prompt_ledger.api.routes import (
     executions,
     labels,
     metrics,
+    models,
     ops,
     prompts,
     tracking,
@@ -87,4 +88,5 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
     app.include_router(labels.router, dependencies=secured)
     app.include_router(analytics.router, dependencies=secured)
     app.include_router(executions.router, dependencies=secured)
+    app.include_router(models.router, dependencies=secured)
     return app

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prompt_ledger.config import Settings
@@ -48,13 +48,21 @@ async def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+# The same keys as ``Authorization: Bearer <key>``, which is how the OpenAI SDKs send
+# ``api_key`` (SPEC §10.2): they work against /v1/models and the gateway routes unchanged.
+_bearer = HTTPBearer(auto_error=False, description="a PromptLedger API key as a bearer token")
 
 
 async def require_api_key(
-    state: StateDep, api_key: Annotated[str | None, Security(_api_key_header)]
+    state: StateDep,
+    api_key: Annotated[str | None, Security(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> None:
+    """``X-API-Key`` or, when that header is absent, ``Authorization: Bearer``."""
+    if not api_key and bearer is not None:
+        api_key = bearer.credentials
     if not api_key:
-        raise Unauthorized("missing X-API-Key header")
+        raise Unauthorized("missing X-API-Key header (or Authorization: Bearer <key>)")
     offered = _digest(api_key)
     # Compare against every key (no early exit), so timing does not tell which matched.
     matched = False

@@ -37,10 +37,14 @@ from prompt_ledger.client.models import (
     Execution,
     ExecutionMode,
     ExecutionStatus,
+    GroupBy,
     Health,
     History,
     Label,
+    Model,
+    ModelList,
     Page,
+    Pricing,
     Prompt,
     PromptEvent,
     PromptMode,
@@ -156,6 +160,20 @@ def segment(value: object) -> str:
             details={"value": text},
         )
     return quote(text, safe="")
+
+
+def model_path(name: str) -> str:
+    """A model name as path segments: it may hold ``/`` (``org/model``), which the route
+    takes as part of the name; empty, ``.`` and ``..`` segments are refused (URLs resolve
+    them)."""
+    parts = name.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValidationError(
+            f"{name!r} is not a model name the API can address",
+            code="validation_error",
+            details={"value": name},
+        )
+    return "/".join(quote(part, safe="") for part in parts)
 
 
 def timestamp(value: datetime, name: str) -> str:
@@ -571,11 +589,54 @@ class Operations:
     # --- analytics and operations -----------------------------------------------------------
 
     def analytics(
-        self, *, mode: AnalyticsMode, since: datetime | None, until: datetime | None
+        self,
+        *,
+        mode: AnalyticsMode,
+        since: datetime | None,
+        until: datetime | None,
+        group_by: GroupBy | None = None,
     ) -> Flow[Analytics]:
-        params = query(mode=mode, since=since, until=until)
+        params = query(mode=mode, since=since, until=until, group_by=group_by)
         response = yield from send(Call("GET", "/v1/analytics/prompts", params=params))
         return parse(Analytics, response)
+
+    # --- models -------------------------------------------------------------------------------
+
+    def list_models(self) -> Flow[list[Model]]:
+        response = yield from send(Call("GET", "/v1/models"))
+        return parse(ModelList, response).data
+
+    def put_model(
+        self,
+        model_name: str,
+        *,
+        provider: str,
+        max_tokens: int | None,
+        supports_streaming: bool | None,
+        is_active: bool | None,
+        pricing: Pricing | Mapping[str, float | None] | None,
+        remove_pricing: bool,
+    ) -> Flow[Model]:
+        if pricing is not None and remove_pricing:
+            raise ValueError("pass pricing or remove_pricing, not both")
+        body: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("max_tokens", max_tokens),
+                ("supports_streaming", supports_streaming),
+                ("is_active", is_active),
+            )
+            if value is not None
+        }
+        if isinstance(pricing, Pricing):
+            body["pricing"] = pricing.model_dump()
+        elif pricing is not None:
+            body["pricing"] = dict(pricing)
+        if remove_pricing:
+            body["pricing"] = None
+        path = f"/v1/models/{segment(provider)}/{model_path(model_name)}"
+        response = yield from send(Call("PUT", path, json=body))
+        return parse(Model, response).model_copy(update={"created": response.status_code == 201})
 
     def health(self, *, ready: bool) -> Flow[Health]:
         response = yield from send(Call("GET", "/health/ready" if ready else "/health"))

@@ -34,10 +34,13 @@ from prompt_ledger.client.models import (
     Execution,
     ExecutionMode,
     ExecutionStatus,
+    GroupBy,
     Health,
     History,
     Label,
+    Model,
     Page,
+    Pricing,
     Prompt,
     PromptEvent,
     PromptMode,
@@ -455,6 +458,37 @@ class AsyncPromptLedger(ClientBase):
         mode: AnalyticsMode = "all",
         since: datetime | None = None,
         until: datetime | None = None,
+        group_by: GroupBy | None = None,
     ) -> Analytics:
         """See :meth:`PromptLedger.analytics`."""
-        return await self._run(self._ops.analytics(mode=mode, since=since, until=until))
+        return await self._run(
+            self._ops.analytics(mode=mode, since=since, until=until, group_by=group_by)
+        )
+
+    async def list_models(self) -> list[Model]:
+        """See :meth:`PromptLedger.list_models`."""
+        return await self._run(self._ops.list_models())
+
+    async def put_model(
+        self,
+        model_name: str,
+        *,
+        provider: str = "openai",
+        max_tokens: int | None = None,
+        supports_streaming: bool | None = None,
+        is_active: bool | None = None,
+        pricing: Pricing | Mapping[str, float | None] | None = None,
+        remove_pricing: bool = False,
+    ) -> Model:
+        """See :meth:`PromptLedger.put_model`."""
+        return await self._run(
+            self._ops.put_model(
+                model_name,
+                provider=provider,
+                max_tokens=max_tokens,
+                supports_streaming=supports_streaming,
+                is_active=is_active,
+                pricing=pricing,
+                remove_pricing=remove_pricing,
+            )
+        )

@@ -22,6 +22,7 @@ ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "canceled"
 EventType = Literal["created", "version_created", "activated", "mode_converted", "label_moved"]
 Change = Literal["created", "new_version", "unchanged", "reactivated"]
 AnalyticsMode = Literal["all", "full", "tracking"]
+GroupBy = Literal["version", "model", "label"]
 
 FINISHED_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
 
@@ -184,6 +185,10 @@ class Telemetry(ApiModel):
     response_tokens: int | None
     latency_ms: int | None
     provider_request_id: str | None
+    cost_usd: float | None = None
+    """USD; ``None`` when no price is known or the provider reported no tokens."""
+    price_source: str | None = None
+    """``"model"`` (the model's pricing) or the price library and its version."""
 
 
 class ExecutionError(ApiModel):
@@ -282,11 +287,24 @@ class Stats(ApiModel):
     p95_latency_ms: int | float | None
     prompt_tokens: int
     response_tokens: int
+    cost_usd: float = 0.0
+    """USD: the sum of the known costs."""
+
+
+class GroupStats(Stats):
+    """A part of a prompt's executions (``analytics(group_by=...)``): ``version``, ``model``
+    or ``label`` says which (``label`` is ``None`` for the runs that named no label)."""
+
+    version: int | None = None
+    model: ModelRef | None = None
+    label: str | None = None
 
 
 class PromptStats(Stats):
     name: str
     mode: PromptMode
+    groups: list[GroupStats] | None = None
+    """With ``group_by``: this prompt's executions per version or model, most first."""
 
 
 class ModeCounts(ApiModel):
@@ -307,6 +325,41 @@ class Analytics(ApiModel):
     prompts_by_mode: ModeCounts
     by_mode: ModeStats
     prompts: list[PromptStats]
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+class Pricing(ApiModel):
+    """USD per million tokens; cached input costs the input price when not set."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+    cached_input_per_mtok: float | None = None
+
+
+class Model(ApiModel):
+    """A registered model, as ``GET /v1/models`` lists it (OpenAI's model object plus
+    PromptLedger's fields). ``created`` is ``True`` when ``put_model`` added it."""
+
+    id: str
+    object: Literal["model"] = "model"
+    owned_by: str
+    provider: str
+    max_tokens: int
+    supports_streaming: bool
+    is_active: bool
+    pricing: Pricing | None
+    created: bool = Field(default=False, exclude=True)
+
+    @property
+    def name(self) -> str:
+        return self.id
+
+
+class ModelList(ApiModel):
+    object: Literal["list"] = "list"
+    data: list[Model]
 
 
 class Health(ApiModel):

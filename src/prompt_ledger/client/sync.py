@@ -29,10 +29,13 @@ from prompt_ledger.client.models import (
     Execution,
     ExecutionMode,
     ExecutionStatus,
+    GroupBy,
     Health,
     History,
     Label,
+    Model,
     Page,
+    Pricing,
     Prompt,
     PromptEvent,
     PromptMode,
@@ -847,6 +850,7 @@ class PromptLedger(ClientBase):
         mode: AnalyticsMode = "all",
         since: datetime | None = None,
         until: datetime | None = None,
+        group_by: GroupBy | None = None,
     ) -> Analytics:
         """Execution statistics per mode and per prompt (``GET /v1/analytics/prompts``).
 
@@ -854,6 +858,8 @@ class PromptLedger(ClientBase):
             mode: ``"all"``, ``"full"`` or ``"tracking"``.
             since: inclusive, timezone-aware.
             until: exclusive, timezone-aware.
+            group_by: ``"version"``, ``"model"`` or ``"label"``: each prompt's ``groups`` break its
+                executions down by it.
 
         Raises:
             ValueError: a naive datetime.
@@ -863,4 +869,59 @@ class PromptLedger(ClientBase):
             stats = client.analytics(mode="tracking")
             stats.by_mode.tracking.p95_latency_ms
         """
-        return self._run(self._ops.analytics(mode=mode, since=since, until=until))
+        return self._run(
+            self._ops.analytics(mode=mode, since=since, until=until, group_by=group_by)
+        )
+
+    def list_models(self) -> list[Model]:
+        """Every registered model, active or retired (``GET /v1/models``).
+
+        Example::
+
+            {m.id: m.pricing for m in client.list_models()}
+        """
+        return self._run(self._ops.list_models())
+
+    def put_model(
+        self,
+        model_name: str,
+        *,
+        provider: str = "openai",
+        max_tokens: int | None = None,
+        supports_streaming: bool | None = None,
+        is_active: bool | None = None,
+        pricing: Pricing | Mapping[str, float | None] | None = None,
+        remove_pricing: bool = False,
+    ) -> Model:
+        """Add a model or change the fields given (``PUT /v1/models/{provider}/{name}``);
+        ``None`` leaves a field as it is (a new model takes the server's defaults).
+
+        Args:
+            model_name: as runs name it; may hold ``/`` (``org/model``).
+            is_active: ``False`` retires the model: new runs are ``UnknownModelError``.
+            pricing: USD per million tokens, ``{"input_per_mtok", "output_per_mtok",
+                "cached_input_per_mtok"?}``; executions are priced with it.
+            remove_pricing: drop the model's own pricing (costs then come from the
+                server's price library, when it knows the model).
+
+        Returns:
+            The model as it now is; ``created`` tells whether it was added.
+
+        Raises:
+            ValidationError: a bad value (negative price, ``max_tokens`` < 1, …).
+
+        Example::
+
+            client.put_model("my-model", pricing={"input_per_mtok": 1, "output_per_mtok": 2})
+        """
+        return self._run(
+            self._ops.put_model(
+                model_name,
+                provider=provider,
+                max_tokens=max_tokens,
+                supports_streaming=supports_streaming,
+                is_active=is_active,
+                pricing=pricing,
+                remove_pricing=remove_pricing,
+            )
+        )

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from prompt_ledger.db import statements
@@ -233,6 +234,7 @@ class RollupDelta:
     prompt_id: int
     hour: datetime
     counters: dict[str, int]  # execution_rollups (statements.ROLLUP_COUNTERS)
+    sums: dict[str, Decimal]  # execution_rollups (statements.ROLLUP_SUMS)
     latency_bucket: int | None  # latency_rollups and latency_totals, when it has a latency
     model_id: int
     execution_mode: ExecutionMode
@@ -265,6 +267,7 @@ class Finish:
             "bucket": delta.latency_bucket,
         }
         params |= {f"r_{name}": value for name, value in delta.counters.items()}
+        params |= {f"r_{name}": value for name, value in delta.sums.items()}
         params |= {f"t_{name}": value for name, value in delta.totals.items()}
         return params
 

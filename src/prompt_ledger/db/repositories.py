@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -266,16 +267,20 @@ def _hour_window(column: Any, start: datetime | None, end: datetime | None) -> l
 
 async def sum_rollups(
     session: AsyncSession, *, start: datetime | None, end: datetime | None
-) -> Sequence[tuple[int, tuple[int, ...]]]:
-    """Per prompt: the rollup counters summed over whole hours in [start, end)."""
+) -> Sequence[tuple[int, tuple[int, ...], Decimal]]:
+    """Per prompt: the rollup counters and the cost summed over whole hours in [start, end)."""
     r = ExecutionRollup
     query = (
-        sa.select(r.prompt_id, *(sa.func.sum(getattr(r, name)) for name in ROLLUP_COUNTERS))
+        sa.select(
+            r.prompt_id,
+            sa.func.sum(r.cost_usd),
+            *(sa.func.sum(getattr(r, name)) for name in ROLLUP_COUNTERS),
+        )
         .where(*_hour_window(r.hour, start, end))
         .group_by(r.prompt_id)
     )
     rows = await session.execute(query)
-    return [(row[0], tuple(int(v or 0) for v in row[1:])) for row in rows]
+    return [(row[0], tuple(int(v or 0) for v in row[2:]), _decimal(row[1])) for row in rows]
 
 
 async def sum_latency_rollups(
@@ -294,15 +299,38 @@ async def sum_latency_rollups(
     return [(p, b, int(c)) for p, b, c in await session.execute(query)]
 
 
+EXECUTION_GROUPS: dict[str, Any] = {
+    "version": Execution.prompt_version_id,
+    "model": Execution.model_id,
+    "label": Execution.label,
+}
+"""The ledger columns analytics can break a prompt's executions down by (``group_by``)."""
+
+
+def _grouping(group_by: str | None) -> list[Any]:
+    return [Execution.prompt_id] + ([EXECUTION_GROUPS[group_by]] if group_by else [])
+
+
+GroupKey = tuple[Any, ...]
+"""(prompt_id,) or, with ``group_by``, (prompt_id, the group column's value)."""
+
+
 async def sum_finished_between(
-    session: AsyncSession, *, start: datetime, end: datetime
-) -> Sequence[tuple[int, tuple[int, ...]]]:
-    """The rollup counters computed from the ledger itself, for a partial hour."""
+    session: AsyncSession,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    group_by: str | None = None,
+) -> Sequence[tuple[GroupKey, tuple[int, ...], Decimal]]:
+    """The rollup counters and cost computed from the ledger itself (a partial hour, or a
+    ``group_by`` breakdown, which the rollups do not keep), per prompt (and group)."""
     e = Execution
     latency_known = e.latency_ms.is_not(None)
+    keys = _grouping(group_by)
     query = (
         sa.select(
-            e.prompt_id,
+            *keys,
+            sa.func.sum(e.cost_usd),
             sa.func.count(),
             sa.func.count().filter(e.status == ExecutionStatus.SUCCEEDED),
             sa.func.count().filter(e.status == ExecutionStatus.FAILED),
@@ -311,45 +339,83 @@ async def sum_finished_between(
             sa.func.coalesce(sa.func.sum(e.prompt_tokens), 0),
             sa.func.coalesce(sa.func.sum(e.response_tokens), 0),
         )
-        .where(e.status.in_(FINAL_STATUSES), e.created_at >= start, e.created_at < end)
-        .group_by(e.prompt_id)
+        .where(e.status.in_(FINAL_STATUSES), *_hour_window(e.created_at, start, end))
+        .group_by(*keys)
     )
+    n = len(keys)
     rows = await session.execute(query)
-    return [(row[0], tuple(int(v or 0) for v in row[1:])) for row in rows]
+    return [
+        (tuple(row[:n]), tuple(int(v or 0) for v in row[n + 1 :]), _decimal(row[n])) for row in rows
+    ]
 
 
 async def latencies_between(
-    session: AsyncSession, *, start: datetime, end: datetime
-) -> Sequence[tuple[int, int, int]]:
-    """(prompt_id, latency_ms, count) of finished executions in a partial hour."""
+    session: AsyncSession,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    group_by: str | None = None,
+) -> Sequence[tuple[GroupKey, int, int]]:
+    """(key, latency_ms, count) of finished executions in [start, end)."""
     e = Execution
+    keys = _grouping(group_by)
     query = (
-        sa.select(e.prompt_id, e.latency_ms, sa.func.count())
+        sa.select(*keys, e.latency_ms, sa.func.count())
         .where(
             e.status.in_(FINAL_STATUSES),
             e.latency_ms.is_not(None),
-            e.created_at >= start,
-            e.created_at < end,
+            *_hour_window(e.created_at, start, end),
         )
-        .group_by(e.prompt_id, e.latency_ms)
+        .group_by(*keys, e.latency_ms)
     )
-    return [(p, ms or 0, int(c)) for p, ms, c in await session.execute(query)]
+    n = len(keys)
+    return [(tuple(row[:n]), row[n] or 0, int(row[n + 1])) for row in await session.execute(query)]
 
 
 async def count_unfinished(
-    session: AsyncSession, *, start: datetime | None, end: datetime | None
-) -> dict[int, int]:
-    """Per prompt: queued and running executions (not yet in the rollups)."""
+    session: AsyncSession,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    group_by: str | None = None,
+) -> dict[GroupKey, int]:
+    """Per prompt (and group): queued and running executions (not yet in the rollups)."""
     e = Execution
+    keys = _grouping(group_by)
     query = (
-        sa.select(e.prompt_id, sa.func.count())
+        sa.select(*keys, sa.func.count())
         .where(
             e.status.in_((ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)),
             *_hour_window(e.created_at, start, end),
         )
-        .group_by(e.prompt_id)
+        .group_by(*keys)
     )
-    return {p: int(c) for p, c in await session.execute(query)}
+    n = len(keys)
+    return {tuple(row[:n]): int(row[n]) for row in await session.execute(query)}
+
+
+def _decimal(value: Any) -> Decimal:
+    """A SUM of the cost column: aggregates bypass the column type (SQLite: a float)."""
+    if value is None:
+        return Decimal(0)
+    return (value if isinstance(value, Decimal) else Decimal(str(value))).quantize(_COST_QUANTUM)
+
+
+_COST_QUANTUM = Decimal("1e-12")  # the cost columns' scale
+
+
+async def get_versions_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, PromptVersion]:
+    if not ids:
+        return {}
+    versions = await session.scalars(sa.select(PromptVersion).where(PromptVersion.id.in_(ids)))
+    return {v.id: v for v in versions}
+
+
+async def get_models_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, Model]:
+    if not ids:
+        return {}
+    models = await session.scalars(sa.select(Model).where(Model.id.in_(ids)))
+    return {m.id: m for m in models}
 
 
 async def get_prompts_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, Prompt]:
@@ -476,3 +542,32 @@ async def get_queue_summary(
     ).where(e.status == ExecutionStatus.QUEUED)
     total, due_count, oldest = (await session.execute(query)).one()
     return int(total), int(due_count), _utc(oldest)
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+async def list_models(session: AsyncSession) -> Sequence[Model]:
+    query = sa.select(Model).order_by(Model.provider, Model.model_name)
+    return list(await session.scalars(query))
+
+
+async def lock_or_create_model(
+    session: AsyncSession, provider: ProviderName, model_name: str, *, defaults: dict[str, Any]
+) -> tuple[Model, bool]:
+    """The model row locked for this transaction, created with ``defaults`` if absent
+    (concurrent creators settled by the unique key, as ``lock_or_create_prompt`` does)."""
+    inserted_id = await session.scalar(
+        _insert(session, Model)
+        .values(provider=provider, model_name=model_name, **defaults)
+        .on_conflict_do_nothing(index_elements=["provider", "model_name"])
+        .returning(Model.id)
+    )
+    model = await session.scalar(
+        sa.select(Model)
+        .where(Model.provider == provider, Model.model_name == model_name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert model is not None  # inserted above or already there; models are never deleted
+    return model, inserted_id is not None

@@ -7,6 +7,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from prompt_ledger.db.tables import Model, ProviderName
 
+# No pricing of their own: genai-prices' table knows these models and when their prices
+# change (services/costs.py); an operator's PUT /v1/models pricing overrides it.
 DEFAULT_MODELS: tuple[dict[str, object], ...] = (
     {"model_name": "gpt-4o-mini", "max_tokens": 16384},
     {"model_name": "gpt-4o", "max_tokens": 16384},

@@ -41,6 +41,7 @@ _prompts = cast(sa.Table, Prompt.__table__)
 _versions = cast(sa.Table, PromptVersion.__table__)
 _models = cast(sa.Table, Model.__table__)
 _labels = cast(sa.Table, PromptLabel.__table__)
+_hourly = cast(sa.Table, ExecutionRollup.__table__)
 
 # Result columns are labelled by table: ``e_``, ``p_``, ``v_``, ``m_``, ``l_`` + the column name.
 PREFIXES = {"e_": _executions, "p_": _prompts, "v_": _versions, "m_": _models, "l_": _labels}
@@ -54,6 +55,10 @@ ROLLUP_COUNTERS = (
     "prompt_tokens",
     "response_tokens",
 )
+"""The integer counters of ``execution_rollups`` (``r_<name>`` in a finishing item)."""
+
+ROLLUP_SUMS = ("cost_usd",)
+"""Its decimal sums (``r_<name>``, typed as the column)."""
 
 
 def _labelled(prefix: str, columns: Any) -> list[Any]:
@@ -349,6 +354,8 @@ FINISH_COLUMNS = (
     "error_type",
     "error_message",
     "completed_at",
+    "cost_usd",
+    "price_source",
 )
 """What every final outcome writes (the caller passes the row as it will read)."""
 
@@ -370,6 +377,7 @@ def _finish_columns() -> list[sa.ColumnClause[Any]]:
         ("hour", e.c.created_at.type),
         ("bucket", sa.SmallInteger()),
         *((f"r_{name}", sa.BigInteger()) for name in ROLLUP_COUNTERS),
+        *((f"r_{name}", _hourly.c[name].type) for name in ROLLUP_SUMS),
         *((f"t_{name}", sa.BigInteger()) for name in EXECUTION_TOTAL_COUNTERS),
     ]
     return [sa.column(name, type_) for name, type_ in typed]
@@ -451,7 +459,12 @@ def _rollups(
     latency_total = cast(sa.Table, LatencyTotal.__table__)
     with_latency = [item.c.bucket.is_not(None)]
     return [
-        (hourly, ("prompt_id", "hour"), [(n, f"r_{n}") for n in ROLLUP_COUNTERS], []),
+        (
+            hourly,
+            ("prompt_id", "hour"),
+            [(n, f"r_{n}") for n in (*ROLLUP_COUNTERS, *ROLLUP_SUMS)],
+            [],
+        ),
         (latency, ("prompt_id", "hour", "bucket"), [("count", "count")], with_latency),
         (latency_total, ("prompt_id", "bucket"), [("count", "count")], with_latency),
         (execution_totals, TOTALS_KEY, [(n, f"t_{n}") for n in EXECUTION_TOTAL_COUNTERS], []),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,6 +63,38 @@ NullableJSONType = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=Tr
 # SPEC §9.2: a label's name. ``active`` is the active pointer of §3/§4.
 LABEL_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 ACTIVE_LABEL = "active"
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact decimal amount: NUMERIC on PostgreSQL; SQLite keeps it as REAL (15-16
+    significant digits). Read back as ``Decimal`` whatever the driver hands over (its own
+    result processing is bypassed: asyncpg's needs the column's type oid, which the ledger
+    executor's prepared statements do not pass)."""
+
+    impl = sa.Numeric(asdecimal=True)
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int) -> None:
+        super().__init__(precision, scale, asdecimal=True)
+        self._quantum = Decimal(1).scaleb(-scale)
+
+    def result_processor(self, dialect: sa.Dialect, coltype: object) -> Any:
+        quantum = self._quantum
+
+        def process(value: object) -> Decimal | None:
+            if value is None:
+                return None
+            if isinstance(value, Decimal):
+                return value
+            return Decimal(str(value)).quantize(quantum)
+
+        return process
+
+
+PRICE = Money(18, 6)
+"""A price in USD per million tokens (a millionth of a dollar per Mtok is the finest)."""
+COST = Money(24, 12)
+"""An amount in USD: one token at $0.01/Mtok is 1e-8 USD, well inside 12 decimals."""
 
 
 class PromptMode(enum.StrEnum):
@@ -178,6 +211,10 @@ class Model(Base):
     max_tokens: Mapped[int]
     supports_streaming: Mapped[bool] = mapped_column(default=True)
     is_active: Mapped[bool] = mapped_column(default=True)
+    # USD per million tokens; null: no price of our own (the price library's table is used).
+    input_per_mtok: Mapped[Decimal | None] = mapped_column(PRICE)
+    output_per_mtok: Mapped[Decimal | None] = mapped_column(PRICE)
+    cached_input_per_mtok: Mapped[Decimal | None] = mapped_column(PRICE)
 
 
 class Execution(Base):
@@ -225,6 +262,10 @@ class Execution(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the finished execution cost (null: no price known, or no token counts), and
+    # where the price came from ("model", or the price library and its version).
+    cost_usd: Mapped[Decimal | None] = mapped_column(COST)
+    price_source: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class PromptEvent(Base):
@@ -288,6 +329,8 @@ class ExecutionRollup(Base):
     latency_sum: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     prompt_tokens: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     response_tokens: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    # Sum of the known costs (an execution without one adds 0).
+    cost_usd: Mapped[Decimal] = mapped_column(COST, default=Decimal(0), server_default="0")
 
 
 class LatencyRollup(Base):

@@ -71,6 +71,8 @@ class ProviderResult:
     response_tokens: int | None
     latency_ms: int
     provider_request_id: str | None
+    # Of prompt_tokens, how many the provider served from its prompt cache (priced lower).
+    cached_prompt_tokens: int | None = None
 
 
 class MappedParams(NamedTuple):

@@ -297,8 +297,15 @@ def _result_from_json(body: bytes, latency_ms: int) -> ProviderResult:
         raise ProviderError(ProviderErrorKind.PROVIDER_ERROR, _NO_CHOICE) from None
     if not isinstance(usage, dict):
         usage = {}
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return _checked(
-        text, usage.get("prompt_tokens"), usage.get("completion_tokens"), latency_ms, request_id
+        text,
+        usage.get("prompt_tokens"),
+        usage.get("completion_tokens"),
+        latency_ms,
+        request_id,
+        cached_prompt_tokens=cached,
     )
 
 
@@ -308,6 +315,8 @@ def _checked(
     response_tokens: object,
     latency_ms: int,
     request_id: object,
+    *,
+    cached_prompt_tokens: object = None,
 ) -> ProviderResult:
     """A result with only what the ledger can store: text as text, counts as ints."""
     if not isinstance(text, str):
@@ -321,6 +330,7 @@ def _checked(
         response_tokens=_count(response_tokens),
         latency_ms=latency_ms,
         provider_request_id=request_id if isinstance(request_id, str) and request_id else None,
+        cached_prompt_tokens=_count(cached_prompt_tokens),
     )
 
 

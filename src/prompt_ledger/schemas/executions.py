@@ -88,6 +88,12 @@ class Telemetry(BaseModel):
     response_tokens: int | None
     latency_ms: int | None
     provider_request_id: str | None
+    cost_usd: float | None = Field(
+        description="USD; null when no price is known or the provider reported no tokens"
+    )
+    price_source: str | None = Field(
+        description='"model" (the model\'s pricing) or the price library and its version'
+    )
 
 
 class ExecutionError(BaseModel):
@@ -151,6 +157,8 @@ def _execution_out(record: ExecutionRecord) -> ExecutionOut:
             response_tokens=e.response_tokens,
             latency_ms=e.latency_ms,
             provider_request_id=e.provider_request_id,
+            cost_usd=float(e.cost_usd) if e.cost_usd is not None else None,
+            price_source=e.price_source,
         ),
         params_dropped=e.params_dropped,
         error=ExecutionError(type=e.error_type, message=e.error_message or "")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from prompt_ledger.db.tables import PromptMode, VersionStatus
+from prompt_ledger.db.tables import PromptMode, ProviderName, VersionStatus
 from prompt_ledger.schemas.common import JsonObject, PromptName, StrictModel, Text
 from prompt_ledger.schemas.prompts import VersionContentIn
 from prompt_ledger.services.analytics import Stats
@@ -78,11 +78,31 @@ class StatsOut(BaseModel):
     p95_latency_ms: int | None
     prompt_tokens: int
     response_tokens: int
+    cost_usd: float = Field(description="USD: the sum of the known costs (0 when none)")
+
+
+class GroupModelOut(BaseModel):
+    provider: ProviderName
+    name: str
+
+
+class GroupStatsOut(StatsOut):
+    """One part of a prompt's row under ``group_by``: the field named by ``group_by`` says
+    which (``version``: the version number; ``model``: provider and name; ``label``: the label
+    the runs named, null for the runs that named none); the others are null."""
+
+    version: int | None = None
+    model: GroupModelOut | None = None
+    label: str | None = None
 
 
 class PromptStatsOut(StatsOut):
     name: str
     mode: PromptMode
+    groups: list[GroupStatsOut] | None = Field(
+        default=None,
+        description="with group_by: this prompt's executions per version, model or label",
+    )
 
 
 class AnalyticsOut(BaseModel):
@@ -103,4 +123,5 @@ def stats_fields(stats: Stats) -> dict[str, Any]:
         "p95_latency_ms": stats.p95_latency_ms,
         "prompt_tokens": stats.prompt_tokens,
         "response_tokens": stats.response_tokens,
+        "cost_usd": float(stats.cost_usd),
     }

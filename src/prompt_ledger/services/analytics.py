@@ -18,12 +18,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prompt_ledger.db import repositories as repo
 from prompt_ledger.db.ledger import RollupDelta
-from prompt_ledger.db.tables import TOKEN_BUCKETS, Execution, ExecutionStatus, PromptMode
+from prompt_ledger.db.tables import TOKEN_BUCKETS, Execution, ExecutionStatus, Model, PromptMode
 
 EXACT_BELOW_MS = 100
 _GROWTH = 1.01
@@ -84,6 +86,7 @@ def rollup_delta(execution: Execution) -> RollupDelta:
             "prompt_tokens": execution.prompt_tokens or 0,
             "response_tokens": execution.response_tokens or 0,
         },
+        sums={"cost_usd": execution.cost_usd or Decimal(0)},
         latency_bucket=latency_bucket(latency) if latency is not None else None,
         model_id=execution.model_id,
         execution_mode=execution.execution_mode,
@@ -123,10 +126,12 @@ class Stats:
     latency_sum: int = 0
     prompt_tokens: int = 0
     response_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)  # the sum of the known costs
     histogram: Counter[int] = field(default_factory=Counter)
 
-    def add_counters(self, counters: Iterable[int]) -> None:
+    def add_counters(self, counters: Iterable[int], cost_usd: Decimal = Decimal(0)) -> None:
         n, ok, bad, lat_n, lat_sum, p_tok, r_tok = counters
+        self.cost_usd += cost_usd
         self.executions += n
         self.succeeded += ok
         self.failed += bad
@@ -145,7 +150,8 @@ class Stats:
                 other.latency_sum,
                 other.prompt_tokens,
                 other.response_tokens,
-            )
+            ),
+            other.cost_usd,
         )
         self.histogram.update(other.histogram)
 
@@ -168,11 +174,27 @@ class Stats:
         raise AssertionError("unreachable: ranks are within the total")
 
 
+GroupBy = Literal["version", "model", "label"]
+"""What ``group_by`` breaks a prompt's row down by (``repositories.EXECUTION_GROUPS``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """One part of a prompt's executions: the version run, the model run on, or the label
+    run by (``label`` None under ``group_by="label"``: the runs that named no label)."""
+
+    stats: Stats
+    version: int | None = None
+    model: Model | None = None
+    label: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class PromptStats:
     name: str
     mode: PromptMode
     stats: Stats
+    groups: list[GroupStats] | None = None  # with ``group_by``
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +231,10 @@ async def prompt_report(
     mode: PromptMode | None,
     since: datetime | None,
     until: datetime | None,
+    group_by: GroupBy | None = None,
 ) -> Report:
-    """Executions per prompt and per mode, created in [since, until) (all time if open).
+    """Executions per prompt and per mode, created in [since, until) (all time if open);
+    with ``group_by``, each prompt's row also broken down by version or model.
 
     Takes a ``Database.snapshot()`` session: an execution finishing meanwhile is counted
     once, either as unfinished or in the rollups.
@@ -219,21 +243,19 @@ async def prompt_report(
     whole_hours, edges = _split_window(since, until)
     if whole_hours is not None:
         start, end = whole_hours
-        for prompt_id, counters in await repo.sum_rollups(session, start=start, end=end):
-            per_prompt[prompt_id].add_counters(counters)
+        for prompt_id, counters, cost in await repo.sum_rollups(session, start=start, end=end):
+            per_prompt[prompt_id].add_counters(counters, cost)
         for prompt_id, bucket, count in await repo.sum_latency_rollups(
             session, start=start, end=end
         ):
             per_prompt[prompt_id].histogram[bucket] += count
     for start, end in edges:
-        for prompt_id, counters in await repo.sum_finished_between(session, start=start, end=end):
-            per_prompt[prompt_id].add_counters(counters)
-        for prompt_id, latency, count in await repo.latencies_between(
-            session, start=start, end=end
-        ):
-            per_prompt[prompt_id].histogram[latency_bucket(latency)] += count
-    for prompt_id, count in (await repo.count_unfinished(session, start=since, end=until)).items():
+        await _scan_ledger(session, per_prompt, start=start, end=end, group_by=None)
+    for (prompt_id,), count in (
+        await repo.count_unfinished(session, start=since, end=until)
+    ).items():
         per_prompt[prompt_id].executions += count
+    groups = await _groups(session, since, until, group_by) if group_by else {}
 
     prompts = await repo.get_prompts_by_id(session, list(per_prompt))
     by_mode = {PromptMode.FULL: Stats(), PromptMode.TRACKING: Stats()}
@@ -242,7 +264,7 @@ async def prompt_report(
         prompt = prompts[prompt_id]
         if stats.executions == 0 or (mode is not None and prompt.mode != mode):
             continue
-        rows.append(PromptStats(prompt.name, prompt.mode, stats))
+        rows.append(PromptStats(prompt.name, prompt.mode, stats, groups.get(prompt_id)))
         by_mode[prompt.mode].merge(stats)
     rows.sort(key=lambda row: (-row.stats.executions, row.name))
     counts = await repo.count_prompts_by_mode(session)
@@ -253,3 +275,69 @@ async def prompt_report(
         by_mode=by_mode,
         prompts=rows,
     )
+
+
+async def _scan_ledger(
+    session: AsyncSession,
+    into: defaultdict[Any, Stats],
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    group_by: GroupBy | None,
+) -> None:
+    """Add the finished executions created in [start, end) to ``into``, read from the
+    ledger itself: by prompt id, or by (prompt id, group) with ``group_by``."""
+
+    def key(k: tuple[Any, ...]) -> Any:
+        return k if group_by else k[0]
+
+    for k, counters, cost in await repo.sum_finished_between(
+        session, start=start, end=end, group_by=group_by
+    ):
+        into[key(k)].add_counters(counters, cost)
+    for k, latency, count in await repo.latencies_between(
+        session, start=start, end=end, group_by=group_by
+    ):
+        into[key(k)].histogram[latency_bucket(latency)] += count
+
+
+async def _groups(
+    session: AsyncSession, since: datetime | None, until: datetime | None, group_by: GroupBy
+) -> dict[int, list[GroupStats]]:
+    """Per prompt id: its executions in [since, until) per version, model or label, most
+    first.
+
+    The rollups are kept per prompt only, so a breakdown scans the window's executions
+    (through the ``created_at`` index): narrow windows are cheap, an all-time breakdown of
+    a large ledger is not (see docs/decisions.md).
+    """
+    per_group: defaultdict[tuple[int, Any], Stats] = defaultdict(Stats)
+    await _scan_ledger(session, per_group, start=since, end=until, group_by=group_by)
+    unfinished = await repo.count_unfinished(session, start=since, end=until, group_by=group_by)
+    for (prompt_id, value), count in unfinished.items():
+        per_group[(prompt_id, value)].executions += count
+    values = [value for _, value in per_group]
+    if group_by == "version":
+        versions = await repo.get_versions_by_id(session, values)
+    elif group_by == "model":
+        models = await repo.get_models_by_id(session, values)
+    groups: defaultdict[int, list[GroupStats]] = defaultdict(list)
+    for (prompt_id, value), stats in per_group.items():
+        if group_by == "version":
+            group = GroupStats(stats, version=versions[value].version_number)
+        elif group_by == "model":
+            group = GroupStats(stats, model=models[value])
+        else:  # the label is its own value
+            group = GroupStats(stats, label=value)
+        groups[prompt_id].append(group)
+    for parts in groups.values():
+        parts.sort(key=lambda g: (-g.stats.executions, _group_order(g)))
+    return dict(groups)
+
+
+def _group_order(group: GroupStats) -> tuple[Any, ...]:
+    if group.model is not None:
+        return (group.model.provider.value, group.model.model_name)
+    if group.version is None:  # by label: named labels by name, then the runs without one
+        return (group.label is None, group.label or "")
+    return (-(group.version or 0),)  # newest version first among equals

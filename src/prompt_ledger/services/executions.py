@@ -47,7 +47,15 @@ from prompt_ledger.errors import (
 )
 from prompt_ledger.logging import get_logger
 from prompt_ledger.providers.base import MappedParams, Provider, ProviderError, ProviderResult
-from prompt_ledger.services import analytics, idempotency, labels, prompts, rendering, variables
+from prompt_ledger.services import (
+    analytics,
+    costs,
+    idempotency,
+    labels,
+    prompts,
+    rendering,
+    variables,
+)
 from prompt_ledger.services.idempotency import IdempotencyKey
 
 log = get_logger("prompt_ledger.executions")
@@ -125,7 +133,9 @@ async def run_sync(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
     if mapped is None:  # replayed
         return record
     execution = record.execution
-    values, _ = await _attempt(rt, record.model, record.version, execution, mapped)
+    values, _ = await _attempt(
+        rt, record.model, record.version, execution, mapped, at=execution.started_at
+    )
     if not await _write_attempt(rt.db, execution, values):
         # recovered by the sweeper meanwhile: report what the ledger says
         async with rt.db.ledger() as ex:
@@ -309,7 +319,9 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
         return None
     execution, prompt, version, model = claimed
     record = ExecutionRecord(execution, prompt, version, model)
-    values, retryable = await _attempt(rt, model, version, execution, execution.params)
+    values, retryable = await _attempt(
+        rt, model, version, execution, execution.params, at=execution.started_at
+    )
     delay: float | None = None
     if retryable and execution.attempts < rt.max_attempts:
         delay = rt.settings.execution_retry_delays[execution.attempts - 1]
@@ -401,10 +413,13 @@ async def _attempt(
     version: PromptVersion,
     execution: Execution,
     params: Mapping[str, Any] | MappedParams,
+    *,
+    at: datetime | None,
 ) -> tuple[dict[str, Any], bool]:
     """Call the provider once with what the row recorded (a chat's messages, else its text)
-    and the version's ``response_format``; the columns to write, and whether a failure may
-    be retried."""
+    and the version's ``response_format`` (the attempt started ``at``); the columns to
+    write, and whether a failure may be retried. A success is priced (``services.costs``);
+    a failure writes no cost (it keeps null: providers do not bill a failed call's tokens)."""
     provider = rt.providers[model.provider]
     prompt: str | list[dict[str, str]] = (
         execution.rendered_prompt
@@ -422,7 +437,14 @@ async def _attempt(
     except Exception as exc:  # a bug or an unexpected SDK error: fail the row, keep the worker
         log.exception("provider_call_crashed", model=model.model_name)
         return _failure("internal", f"unexpected error: {type(exc).__name__}", started), False
-    return _success(result), False
+    cost = costs.execution_cost(
+        model,
+        prompt_tokens=result.prompt_tokens,
+        response_tokens=result.response_tokens,
+        cached_prompt_tokens=result.cached_prompt_tokens,
+        at=at,
+    )
+    return _success(result) | {"cost_usd": cost.cost_usd, "price_source": cost.price_source}, False
 
 
 def _success(result: ProviderResult) -> dict[str, Any]:
@@ -632,6 +654,7 @@ def _log_finished(record: ExecutionRecord) -> None:
         latency_ms=e.latency_ms,
         prompt_tokens=e.prompt_tokens,
         response_tokens=e.response_tokens,
+        cost_usd=float(e.cost_usd) if e.cost_usd is not None else None,
         status=e.status.value,
         error_type=e.error_type,
         attempts=e.attempts,

@@ -30,6 +30,7 @@ unknown name is answered with HTTP 400 so that typos do not pass silently:
 * ``reply=TEXT`` — the reply text; without ``reply`` or ``size`` it is ``echo: <prompt>``
   (prompt with directives removed, whitespace trimmed).
 * ``usage=none`` — omit ``usage`` (provider without token counts).
+* ``cached=N`` — ``usage.prompt_tokens_details.cached_tokens`` is N (prompt-cache hits).
 * ``finish=REASON`` — the choice's ``finish_reason`` (default ``stop``).
 * ``fault=hang`` / ``fault=reset`` — instead of an HTTP error, the failing calls (the first
   ``fail`` ones for the key; every call when ``fail`` is not given) never answer (``hang``: the
@@ -86,6 +87,7 @@ _KNOWN = frozenset(
         "finish",
         "fault",
         "retry_after",
+        "cached",
     }
 )
 _FAULTS = frozenset({"hang", "reset", "malformed", "nochoices"})
@@ -245,6 +247,7 @@ class StubApp:
             fail = int(directives.get("fail", "0"))
             delay = float(directives.get("delay", "0"))
             size = int(directives["size"]) if "size" in directives else None
+            int(directives.get("cached", "0"))
         except ValueError as exc:
             return 400, _error_body(f"stub: bad directive value: {exc}", 400)
         key = directives.get("key")
@@ -291,6 +294,10 @@ class StubApp:
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             }
+            if "cached" in directives:
+                completion["usage"]["prompt_tokens_details"] = {
+                    "cached_tokens": int(directives["cached"])
+                }
         return 200, completion
 
 
