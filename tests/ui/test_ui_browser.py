@@ -13,7 +13,10 @@ import uuid
 from playwright.sync_api import expect
 from tests.ui.conftest import UI_KEY, UIServer, Watched, sign_in
 
-XSS = '<script>window.__xss = 1; alert("xss")</script><img src=x onerror="window.__xss = 2; alert(2)">'
+XSS = (
+    '<script>window.__xss = 1; alert("xss")</script>'
+    '<img src=x onerror="window.__xss = 2; alert(2)">'
+)
 
 
 def unique(prefix: str) -> str:
