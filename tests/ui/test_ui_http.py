@@ -246,7 +246,7 @@ class TestCsrf:
     def test_every_form_post_without_a_valid_token_is_403_and_writes_nothing(
         self, signed_in: tuple[TestClient, str], settings: Settings
     ) -> None:
-        client, token = signed_in
+        client, _ = signed_in
         save(client, "guarded", "one")
         save(client, "guarded", "two")
         with ui_client(settings) as other:  # a valid token of another session
