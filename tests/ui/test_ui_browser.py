@@ -42,7 +42,6 @@ class TestSignIn:
         cookie = next(c for c in page.context.cookies() if c["name"] == "pl_session")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert UI_KEY not in cookie["value"]
-        tab.shoot("sign-in-done")
         no_errors(tab)
 
     def test_a_bad_key_shows_the_sign_in_page_with_an_error(
@@ -133,6 +132,7 @@ class TestPrompts:
         active = ui_server.api.get(f"/v1/prompts/{name}").json()["active_version"]
         assert active["version_number"] == 1
         expect(page.locator(".timeline")).to_contain_text("version 1 activated (was 2)")
+        signed_in.shoot("prompt")
         no_errors(signed_in)
 
     def test_search_and_mode_filter(self, signed_in: Watched, ui_server: UIServer) -> None:

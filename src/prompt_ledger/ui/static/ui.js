@@ -46,7 +46,7 @@
       { key: "executions", label: "executions", stroke: "#0b5cad" },
       { key: "failed", label: "failed", stroke: "#b42318" }
     ],
-    latency: [{ key: "p95_latency_ms", label: "p95 ms", stroke: "#6f42c1" }],
+    latency: [{ key: "p95_latency_ms", label: "p95 ms", stroke: "#6f42c1", points: true }],
     tokens: [
       { key: "prompt_tokens", label: "prompt", stroke: "#1a7f37" },
       { key: "response_tokens", label: "response", stroke: "#8a5a00" }
@@ -64,7 +64,12 @@
       var series = [{}];
       var columns = [data.t];
       spec.forEach(function (s) {
-        series.push({ label: s.label, stroke: s.stroke, width: 2, spanGaps: false, points: { show: false } });
+        // p95 is undefined in an hour without executions: no line across it, but a dot for
+        // every hour that has one (a lone hour would be invisible as a line)
+        series.push({
+          label: s.label, stroke: s.stroke, width: 2, spanGaps: false,
+          points: s.points ? { show: true, size: 6, fill: s.stroke } : { show: false }
+        });
         columns.push(data[s.key]);
       });
       var plot = new window.uPlot(
