@@ -181,6 +181,7 @@ class TestExecutions:
         signed_in.shoot("execution")
         page.get_by_role("link", name="v1").click()
         expect(page).to_have_url(re.compile(rf"/ui/prompts/{name}#v1$"))
+        expect(page.locator("#v1 details")).to_have_attribute("open", "")
         no_errors(signed_in)
 
     def test_live_view_shows_new_rows(self, signed_in: Watched, ui_server: UIServer) -> None:

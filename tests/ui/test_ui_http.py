@@ -429,3 +429,22 @@ def _chart(page: str) -> dict[str, Any]:
     assert found
     data: dict[str, Any] = json.loads(html.unescape(found.group(1)))
     return data
+
+
+def test_a_database_outage_is_a_503_page_with_the_csp(tmp_path: Any) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url="postgresql://postgres@127.0.0.1:1/none",  # nothing listens on port 1
+        api_key=API_KEY,  # type: ignore[arg-type]
+        promptledger_home=tmp_path,
+        sweep_interval_s=3600,
+    )
+    with ui_client(settings) as client:
+        sign_in_page = client.get("/ui/sign-in")  # needs no database
+        token = csrf_of(sign_in_page.text)
+        client.post("/ui/sign-in", data={"api_key": API_KEY, "csrf_token": token})
+        for path in ("/ui/prompts", "/ui/executions", "/ui/analytics"):
+            response = client.get(path)
+            assert response.status_code == 503, path
+            assert "unavailable" in response.text
+            assert_ui_headers(response)

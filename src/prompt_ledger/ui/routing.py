@@ -16,6 +16,7 @@ from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from prompt_ledger.api.deps import AppState, StateDep
 from prompt_ledger.errors import Forbidden, PromptLedgerError
@@ -159,6 +160,14 @@ def error_page(request: Request, status: int, code: str, message: str) -> HTMLRe
     )
 
 
+def _database_down(exc: Exception) -> bool:
+    """The same reading as the API's handler (``api/errors.py``): a lost or refused
+    connection is 503, any other database error a 500."""
+    if isinstance(exc, DBAPIError):
+        return isinstance(exc, OperationalError) or exc.connection_invalidated
+    return isinstance(exc, OSError)
+
+
 class UIRoute(APIRoute):
     """Renders the services' errors and bad query strings as HTML pages."""
 
@@ -181,5 +190,19 @@ class UIRoute(APIRoute):
                     for err in exc.errors()
                 )
                 return error_page(request, 422, "validation_error", problems or "invalid request")
+            except Exception as exc:
+                # Answered here, not by the app's last-resort handler: that one runs outside
+                # every middleware (so without the CSP) and answers JSON.
+                if _database_down(exc):
+                    log.warning(
+                        "database_unavailable", path=request.url.path, error=type(exc).__name__
+                    )
+                    return error_page(
+                        request, 503, "unavailable", "the database is not reachable; retry later"
+                    )
+                log.error("unhandled_error", path=request.url.path, exc_info=exc)
+                return error_page(
+                    request, 500, "internal", "internal error; the server log has the details"
+                )
 
         return ui_handler

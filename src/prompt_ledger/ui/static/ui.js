@@ -85,9 +85,19 @@
     });
   }
 
+  // A link to one version (/ui/prompts/NAME#v3) opens that version's collapsed details.
+  function openTarget() {
+    if (!window.location.hash) return;
+    var target = document.getElementById(window.location.hash.slice(1));
+    var details = target ? target.querySelector("details") : null;
+    if (details) details.open = true;
+  }
+
   function init() {
     initDrafts();
     initCharts();
+    openTarget();
+    window.addEventListener("hashchange", openTarget);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
