@@ -122,7 +122,7 @@ async def sign_out(ui: CsrfDep) -> Response:
 @router.get("/prompts", response_class=HTMLResponse)
 async def prompts_page(
     ui: SignedInDep,
-    session: SessionDep,
+    session: SnapshotDep,
     q: Annotated[str, Query(max_length=128)] = "",
     mode: str | None = None,
     cursor: str | None = None,
@@ -242,7 +242,7 @@ async def _prompt_page(
 
 
 @router.get("/prompts/{name}", response_class=HTMLResponse)
-async def prompt_page(name: NameParam, ui: SignedInDep, session: SessionDep) -> Response:
+async def prompt_page(name: NameParam, ui: SignedInDep, session: SnapshotDep) -> Response:
     return await _prompt_page(ui, session, name)
 
 
@@ -278,7 +278,7 @@ VersionNumber = Annotated[int, Path(ge=1, le=MAX_INT32)]
 
 @router.get("/prompts/{name}/versions/{number}/activate", response_class=HTMLResponse)
 async def confirm_activate(
-    name: NameParam, number: VersionNumber, ui: SignedInDep, session: SessionDep
+    name: NameParam, number: VersionNumber, ui: SignedInDep, session: SnapshotDep
 ) -> Response:
     prompt = await prompt_service.get_prompt(session, name)
     version = await prompt_service.get_version(session, prompt, number)
@@ -341,7 +341,7 @@ async def _ledger(
 @router.get("/executions", response_class=HTMLResponse)
 async def executions_page(
     ui: SignedInDep,
-    session: SessionDep,
+    session: SnapshotDep,
     prompt_name: str | None = None,
     status: str | None = None,
     execution_mode: str | None = None,
@@ -372,7 +372,7 @@ async def executions_page(
 @router.get("/executions/live", response_class=HTMLResponse)
 async def executions_live(
     ui: SignedInDep,
-    session: SessionDep,
+    session: SnapshotDep,
     prompt_name: str | None = None,
     status: str | None = None,
     execution_mode: str | None = None,
