@@ -87,7 +87,7 @@ class TestPrompts:
         expect(page.locator("[data-draft-notice]")).to_be_visible()
         expect(editor).to_have_value("Hi {{ name }}, unsaved edit")
         page.get_by_role("button", name="Save new version").click()
-        expect(page.get_by_role("status")).to_contain_text("Saved as version 2")
+        expect(page.get_by_role("status")).to_contain_text("Saved as version 2 (active)")
         expect(editor).to_have_value("Hi {{ name }}, unsaved edit")
         page.reload()  # the draft was cleared by saving
         expect(page.locator("[data-draft-notice]")).to_be_hidden()

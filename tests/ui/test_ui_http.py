@@ -293,10 +293,13 @@ class TestPromptForms:
         form = {"template_source": "Line {{ a }}\nnext", "csrf_token": token, "activate": "on"}
         response = client.post("/ui/prompts/made.in-ui_1/versions", data=form)
         assert response.headers["location"].endswith("?saved=same-1")
+        page = client.get(response.headers["location"]).text
+        assert "no new version was saved, and version 1 is the active one" in page
         form["template_source"] = "draft only"
         del form["activate"]
         response = client.post("/ui/prompts/made.in-ui_1/versions", data=form)
         assert response.headers["location"].endswith("?saved=2")
+        assert "Saved as version 2 (draft)" in client.get(response.headers["location"]).text
         assert [(v["version_number"], v["status"]) for v in versions(client, "made.in-ui_1")] == [
             (2, "draft"),
             (1, "active"),
