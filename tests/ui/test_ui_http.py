@@ -422,6 +422,39 @@ class TestNumbers:
         assert client.get("/ui/executions?cursor=!!").status_code == 400
 
 
+class TestLiveView:
+    def test_the_poll_is_204_until_the_page_changes(
+        self, signed_in: tuple[TestClient, str]
+    ) -> None:
+        client, _ = signed_in
+        save(client, "polled", "p {{ n }}")
+        first = run(client, "polled", {"n": 1})
+        page = client.get("/ui/executions?prompt_name=polled").text
+        poll = html.unescape(re.search(r'hx-get="([^"]+)"', page).group(1))  # type: ignore[union-attr]
+        assert "prompt_name=polled" in poll
+        assert client.get(poll).status_code == 204  # nothing new
+        second = run(client, "polled", {"n": 2})
+        fragment = client.get(poll)
+        assert fragment.status_code == 200
+        assert_ui_headers(fragment)
+        new_rows = re.findall(
+            r'<tr class="is-new">\s*<td><a href="/ui/executions/([^"]+)"', fragment.text
+        )
+        assert new_rows == [second["id"]]
+        assert first["id"] in fragment.text
+        next_poll = html.unescape(re.search(r'hx-get="([^"]+)"', fragment.text).group(1))  # type: ignore[union-attr]
+        assert client.get(next_poll).status_code == 204
+
+    def test_pausing_stops_the_poll(self, signed_in: tuple[TestClient, str]) -> None:
+        client, _ = signed_in
+        save(client, "many", "m {{ n }}")
+        for n in range(2):
+            run(client, "many", {"n": n})
+        first = client.get("/ui/executions?live=0").text
+        assert "hx-get" not in first and "Resume live view" in first
+        assert "hx-get" in client.get("/ui/executions").text
+
+
 def _listed(client: TestClient, q: str) -> list[str]:
     page = client.get("/ui/prompts", params={"q": q}).text
     return re.findall(r'<td><a href="/ui/prompts/([^"]+)">', page)

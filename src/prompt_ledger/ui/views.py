@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -365,7 +366,13 @@ async def executions_page(
     live_on = live != "0" and cursor is None
     return ui.page(
         "executions.html",
-        {**ledger, "live": live_on, "seen": _newest(ledger["items"]), "statuses": ExecutionStatus},
+        {
+            **ledger,
+            "live": live_on,
+            "seen": _newest(ledger["items"]),
+            "shown": _fingerprint(ledger["items"]),
+            "statuses": ExecutionStatus,
+        },
     )
 
 
@@ -380,8 +387,13 @@ async def executions_live(
     since: str | None = None,
     until: str | None = None,
     seen: str | None = None,
+    shown: str | None = None,
 ) -> Response:
-    """The first page again (htmx polls it); rows newer than ``seen`` are highlighted."""
+    """The first page again (htmx polls it); rows newer than ``seen`` are highlighted.
+
+    204 (htmx swaps nothing) when the rows and their statuses are those already ``shown``,
+    so an idle ledger does not redraw the table, nor move the keyboard focus, every poll.
+    """
     ledger = await _ledger(
         session,
         prompt_name=prompt_name,
@@ -393,11 +405,21 @@ async def executions_live(
         cursor=None,
     )
     previous = _moment(seen, "seen")
+    fingerprint = _fingerprint(ledger["items"])
+    if shown == fingerprint:
+        return Response(status_code=204)
     newest = _newest(ledger["items"]) or seen or ""
     return ui.page(
         "_ledger.html",
-        {**ledger, "live": True, "seen": newest, "new_after": previous},
+        {**ledger, "live": True, "seen": newest, "shown": fingerprint, "new_after": previous},
     )
+
+
+def _fingerprint(items: list[ExecutionOut]) -> str:
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(f"{item.id}:{item.status.value};".encode())
+    return digest.hexdigest()[:16]
 
 
 def _newest(items: list[ExecutionOut]) -> str:
