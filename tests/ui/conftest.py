@@ -1,5 +1,5 @@
 """Browser-test fixtures: the real app on uvicorn in a thread (SQLite, the stub provider) and
-one headless Chromium per session (Debian's, at /usr/bin/chromium; Playwright's own browser
+one headless Chromium per test module (Debian's, at /usr/bin/chromium; Playwright's own browser
 downloads are not used).
 
 Without Chromium the browser tests skip with a message; PROMPTLEDGER_REQUIRE_SERVICES=1 (CI)
@@ -100,7 +100,10 @@ def _chromium_missing(why: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is running it marks an event loop
+# as running on the main thread, which breaks every pytest-asyncio test after it. Stopping
+# it when the browser tests' module ends clears that (one browser start per module).
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.is_file():
         _chromium_missing(f"no {CHROMIUM}")
@@ -169,7 +172,7 @@ def sign_in(tab: Watched, server: UIServer, key: str = UI_KEY) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def session_cookies(browser: Any, ui_server: UIServer) -> Any:
     """Sign in through the form once; each signed-in test starts from these cookies."""
     for tab in _watched(browser, viewport=LAPTOP):
