@@ -1,13 +1,19 @@
 # The exact commands the README, CI and pre-commit run. uv is installed if missing.
 UV := $(shell command -v uv 2>/dev/null || { python3 -m pip install --quiet uv >&2 && command -v uv; })
 
-.PHONY: run test lint typecheck fmt check stack bench
+.PHONY: run test lint typecheck fmt check stack bench chromium screenshots
 
 run:  ## install (from uv.lock) and start the service on SQLite + the in-process worker
 	$(UV) run --locked promptledger serve
 
-test:  ## install (from uv.lock) and run the whole test suite
+test: chromium  ## install (from uv.lock, and Chromium for the browser tests) and run the whole test suite
 	$(UV) run --locked pytest
+
+chromium:  ## Debian's Chromium for the browser tests, when /usr/bin/chromium is missing
+	@sh .ci/install-chromium
+
+screenshots: chromium  ## refresh docs/ui/*.png from the browser tests
+	PROMPTLEDGER_UI_SCREENSHOTS=docs/ui $(UV) run --locked pytest tests/ui/test_ui_browser.py -q -p no:randomly
 
 lint:
 	$(UV) run --locked ruff check src tests

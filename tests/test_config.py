@@ -24,6 +24,8 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.render_timeout_s == 2
     assert s.sweep_interval_s == 15
     assert s.redis_url is None
+    assert s.ui_session_secret is None  # a random one per process (ui.install_ui)
+    assert s.ui_session_max_age_s == 12 * 3600
     assert s.resolved_database_url == f"sqlite:///{tmp_path / '.promptledger' / 'promptledger.db'}"
 
 
@@ -38,6 +40,7 @@ def test_lists_are_read_from_comma_separated_env(monkeypatch: pytest.MonkeyPatch
 def test_secrets_are_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
     monkeypatch.setenv("API_KEY", "pl-secret-value")
+    monkeypatch.setenv("UI_SESSION_SECRET", "ui-secret-value")
     s = make()
     assert "secret-value" not in repr(s)
     assert "secret-value" not in str(s.model_dump())

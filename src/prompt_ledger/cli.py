@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import secrets
 import sys
 from typing import Any
 
@@ -38,6 +39,12 @@ def seed_models_command() -> None:
     click.echo(f"models seeded: {added} added")
 
 
+def _display_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - only shown, not bound
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -59,6 +66,11 @@ def serve_command(host: str, port: int, workers: int) -> None:
         click.echo(f"Generated an API key and stored it in {settings.api_key_path}")
     if not settings.api_key:  # a key from API_KEY is the operator's secret: never echoed
         click.echo(f"API key: {key}")
+    if settings.ui_session_secret is None:
+        # One secret for every worker process this command starts (they inherit the
+        # environment), so a UI sign-in holds whichever worker answers; a restart signs out.
+        os.environ["UI_SESSION_SECRET"] = secrets.token_urlsafe(32)
+    click.echo(f"Web UI: http://{_display_host(host)}:{port}/ui")
     uvicorn.run(
         "prompt_ledger.api.app:serve_app",
         factory=True,

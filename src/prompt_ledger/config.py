@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     worker_max_in_flight: int = Field(
         default=500, ge=1, validation_alias="PROMPTLEDGER_WORKER_MAX_IN_FLIGHT"
     )
+    # Signs the web UI's session cookies. Unset: a random secret per process (``serve`` draws
+    # one for all its workers), so a restart signs everyone out and replicas need it set.
+    ui_session_secret: SecretStr | None = None
+    ui_session_max_age_s: int = Field(default=12 * 3600, gt=0)
     debug: bool = False
 
     @field_validator("api_key", mode="before")

@@ -31,6 +31,11 @@ class Unauthorized(PromptLedgerError):
     code = "unauthorized"
 
 
+class Forbidden(PromptLedgerError):
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(PromptLedgerError):
     status = 404
     code = "not_found"

@@ -217,3 +217,77 @@ async def check_report(
     assert report.prompts_by_mode == {PromptMode.FULL: 2, PromptMode.TRACKING: 1}
     tracking_total = sum(int(w["executions"]) for n, w in want.items() if n == "C.t")  # type: ignore[call-overload]
     assert report.by_mode[PromptMode.TRACKING].executions == tracking_total
+
+
+# --- the UI's series and activity (rollups only) -------------------------------------------
+
+
+def finished_in(
+    rows: list[dict[str, object]], names: set[str], start: datetime, end: datetime
+) -> list[dict[str, object]]:
+    return [
+        r
+        for r in rows
+        if r["name"] in names
+        and r["status"] in {s.value for s in FINAL_STATUSES}
+        and start <= r["created"] < end  # type: ignore[operator]
+    ]
+
+
+async def test_hourly_series_matches_brute_force_per_hour(
+    ledger: tuple[AsyncSession, list[dict[str, object]]],
+) -> None:
+    session, rows = ledger
+    ids = {n: (await prompts.get_prompt(session, n)).id for n in ("A", "B", "C.t")}
+    # a window with partial hours at both ends: points are whole hours, every one present
+    since, until = T0 - timedelta(minutes=30), T0 + timedelta(hours=4, minutes=10)
+    for names in ({"A", "B", "C.t"}, {"A"}, {"B", "C.t"}):
+        prompt_ids = None if len(names) == 3 else [ids[n] for n in sorted(names)]
+        series = await analytics.hourly_series(
+            session, prompt_ids=prompt_ids, since=since, until=until
+        )
+        hours = [T0 - timedelta(hours=1) + timedelta(hours=h) for h in range(6)]
+        assert [p.hour for p in series] == hours
+        for point in series:
+            mine = finished_in(rows, names, point.hour, point.hour + timedelta(hours=1))
+            lat = [int(r["latency"]) for r in mine if r["latency"] is not None]  # type: ignore[call-overload]
+            p95 = nearest_rank_p95(lat)
+            assert point.stats.executions == len(mine)
+            assert point.stats.failed == sum(r["status"] == "failed" for r in mine)
+            assert point.stats.response_tokens == sum(int(r["rt"]) for r in mine)  # type: ignore[call-overload]
+            assert point.stats.p95_latency_ms == (
+                bucket_floor(latency_bucket(p95)) if p95 is not None else None
+            )
+        total = analytics.total_of(series)
+        assert total.executions == len(
+            finished_in(rows, names, hours[0], hours[-1] + timedelta(hours=1))
+        )
+
+
+async def test_hourly_series_of_an_empty_window_is_zeros(
+    ledger: tuple[AsyncSession, list[dict[str, object]]],
+) -> None:
+    session, _ = ledger
+    later = T0 + timedelta(days=3)
+    series = await analytics.hourly_series(
+        session, prompt_ids=None, since=later, until=later + timedelta(hours=2)
+    )
+    assert len(series) == 2
+    assert all(p.stats.executions == 0 and p.stats.p95_latency_ms is None for p in series)
+
+
+async def test_recent_activity_counts_recent_hours_and_the_last_run(
+    ledger: tuple[AsyncSession, list[dict[str, object]]],
+) -> None:
+    session, rows = ledger
+    ids = {n: (await prompts.get_prompt(session, n)).id for n in ("A", "B", "C.t")}
+    now = T0 + timedelta(hours=4, minutes=30)
+    activity = await analytics.recent_activity(session, list(ids.values()), hours=3, now=now)
+    start = T0 + timedelta(hours=2)  # the current hour and the 2 before it
+    for name, prompt_id in ids.items():
+        mine = finished_in(rows, {name}, start, T0 + timedelta(days=1))
+        assert activity[prompt_id].recent.executions == len(mine)
+        assert activity[prompt_id].recent.failed == sum(r["status"] == "failed" for r in mine)
+        newest = max(r["created"] for r in rows if r["name"] == name)  # type: ignore[type-var]
+        assert activity[prompt_id].last_executed_at == newest
+    assert await analytics.recent_activity(session, []) == {}

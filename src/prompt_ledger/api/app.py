@@ -27,6 +27,7 @@ from prompt_ledger.config import Settings, get_settings
 from prompt_ledger.gc_tuning import freeze_and_tune
 from prompt_ledger.logging import configure_logging
 from prompt_ledger.services.executions import Dispatcher
+from prompt_ledger.ui import install_ui
 from prompt_ledger.workers.dispatch import CeleryDispatcher
 from prompt_ledger.workers.inprocess import InProcessWorker, sweeper
 
@@ -89,4 +90,5 @@ def create_app(settings: Settings | None = None, *, freeze_gc: bool = False) -> 
     app.include_router(analytics.router, dependencies=secured)
     app.include_router(executions.router, dependencies=secured)
     app.include_router(models.router, dependencies=secured)
+    install_ui(app, settings)
     return app

@@ -63,13 +63,21 @@ async def require_api_key(
         api_key = bearer.credentials
     if not api_key:
         raise Unauthorized("missing X-API-Key header (or Authorization: Bearer <key>)")
+    if accepted_key_digest(state, api_key) is None:
+        raise Unauthorized("invalid API key")
+
+
+def accepted_key_digest(state: AppState, api_key: str) -> bytes | None:
+    """The digest of ``api_key`` if it is an accepted key, else None.
+
+    The one key check: the API's header and the UI's sign-in form both go through it.
+    """
     offered = _digest(api_key)
     # Compare against every key (no early exit), so timing does not tell which matched.
     matched = False
     for digest in state.api_key_digests:
         matched |= hmac.compare_digest(offered, digest)
-    if not matched:
-        raise Unauthorized("invalid API key")
+    return offered if matched else None
 
 
 async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:

@@ -121,9 +121,18 @@ async def list_versions(session: AsyncSession, prompt_id: int) -> Sequence[Promp
 
 
 async def list_prompts_with_active_version(
-    session: AsyncSession, *, mode: PromptMode | None, after_name: str | None, limit: int
+    session: AsyncSession,
+    *,
+    mode: PromptMode | None,
+    after_name: str | None,
+    limit: int,
+    name_contains: str | None = None,
 ) -> Sequence[tuple[Prompt, PromptVersion | None]]:
-    """Prompts ordered by name (a stable keyset for cursors), each with its active version."""
+    """Prompts ordered by name (a stable keyset for cursors), each with its active version.
+
+    ``name_contains`` matches case-insensitively (names are ASCII); ``%`` and ``_`` in it
+    are literal.
+    """
     query = (
         sa.select(Prompt, PromptVersion)
         .outerjoin(PromptVersion, PromptVersion.id == Prompt.active_version_id)
@@ -132,6 +141,10 @@ async def list_prompts_with_active_version(
     )
     if mode is not None:
         query = query.where(Prompt.mode == mode)
+    if name_contains:
+        query = query.where(
+            sa.func.lower(Prompt.name).contains(name_contains.lower(), autoescape=True)
+        )
     if after_name is not None:
         query = query.where(Prompt.name > after_name)
     rows = await session.execute(query)
@@ -452,6 +465,84 @@ async def version_execution_stats(
     )
     rows = await session.execute(query)
     return [(v, int(n or 0), _utc(last)) for v, n, last in rows]
+
+
+async def sum_rollups_by_hour(
+    session: AsyncSession,
+    *,
+    start: datetime,
+    end: datetime,
+    prompt_ids: Sequence[int] | None,
+) -> Sequence[tuple[datetime, tuple[int, ...]]]:
+    """Per UTC hour in [start, end): the rollup counters of the given prompts (all if None)."""
+    r = ExecutionRollup
+    query = (
+        sa.select(r.hour, *(sa.func.sum(getattr(r, name)) for name in ROLLUP_COUNTERS))
+        .where(*_hour_window(r.hour, start, end))
+        .group_by(r.hour)
+        .order_by(r.hour)
+    )
+    if prompt_ids is not None:
+        query = query.where(r.prompt_id.in_(prompt_ids))
+    rows = await session.execute(query)
+    return [(_utc_hour(row[0]), tuple(int(v or 0) for v in row[1:])) for row in rows]
+
+
+async def sum_latency_rollups_by_hour(
+    session: AsyncSession,
+    *,
+    start: datetime,
+    end: datetime,
+    prompt_ids: Sequence[int] | None,
+) -> Sequence[tuple[datetime, int, int]]:
+    """(hour, bucket, count) over [start, end) for the given prompts (all if None)."""
+    r = LatencyRollup
+    query = (
+        sa.select(r.hour, r.bucket, sa.func.sum(r.count))
+        .where(*_hour_window(r.hour, start, end))
+        .group_by(r.hour, r.bucket)
+    )
+    if prompt_ids is not None:
+        query = query.where(r.prompt_id.in_(prompt_ids))
+    return [(_utc_hour(h), b, int(c)) for h, b, c in await session.execute(query)]
+
+
+async def sum_rollups_of_prompts(
+    session: AsyncSession, *, prompt_ids: Sequence[int], start: datetime
+) -> Sequence[tuple[int, tuple[int, ...]]]:
+    """Per prompt (of ``prompt_ids``): the rollup counters of every hour from ``start`` on."""
+    if not prompt_ids:
+        return []
+    r = ExecutionRollup
+    query = (
+        sa.select(r.prompt_id, *(sa.func.sum(getattr(r, name)) for name in ROLLUP_COUNTERS))
+        .where(r.hour >= start, r.prompt_id.in_(prompt_ids))
+        .group_by(r.prompt_id)
+    )
+    rows = await session.execute(query)
+    return [(row[0], tuple(int(v or 0) for v in row[1:])) for row in rows]
+
+
+async def last_execution_times(
+    session: AsyncSession, prompt_ids: Sequence[int]
+) -> dict[int, datetime]:
+    """When each prompt last ran: one index seek on (prompt_id, created_at) per prompt."""
+    if not prompt_ids:
+        return {}
+    last = (
+        sa.select(sa.func.max(Execution.created_at))
+        .where(Execution.prompt_id == Prompt.id)
+        .scalar_subquery()
+    )
+    rows = await session.execute(sa.select(Prompt.id, last).where(Prompt.id.in_(prompt_ids)))
+    found = {prompt_id: _utc(moment) for prompt_id, moment in rows}
+    return {prompt_id: moment for prompt_id, moment in found.items() if moment is not None}
+
+
+def _utc_hour(moment: Any) -> datetime:
+    value = _utc(moment)
+    assert value is not None  # a group-by key of a NOT NULL column
+    return value
 
 
 def _utc(moment: Any) -> datetime | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -341,3 +341,74 @@ def _group_order(group: GroupStats) -> tuple[Any, ...]:
     if group.version is None:  # by label: named labels by name, then the runs without one
         return (group.label is None, group.label or "")
     return (-(group.version or 0),)  # newest version first among equals
+
+
+# --- time series and recent activity (the web UI's charts and lists) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HourStats:
+    hour: datetime
+    stats: Stats
+
+
+async def hourly_series(
+    session: AsyncSession,
+    *,
+    prompt_ids: Sequence[int] | None,
+    since: datetime,
+    until: datetime,
+) -> list[HourStats]:
+    """Finished executions per UTC hour, every hour from ``since``'s to ``until``'s (zeros
+    included, so a chart's axis is continuous), for the given prompts or all of them.
+
+    Reads only the rollups: a point is a whole hour, the current one included (rollups are
+    written as executions finish); queued and running executions are not in it yet.
+    """
+    start, end = floor_hour(since), ceil_hour(until)
+    points: dict[datetime, Stats] = {}
+    hour = start
+    while hour < end:
+        points[hour] = Stats()
+        hour += HOUR
+    for at, counters in await repo.sum_rollups_by_hour(
+        session, start=start, end=end, prompt_ids=prompt_ids
+    ):
+        points[at].add_counters(counters)
+    for at, bucket, count in await repo.sum_latency_rollups_by_hour(
+        session, start=start, end=end, prompt_ids=prompt_ids
+    ):
+        points[at].histogram[bucket] += count
+    return [HourStats(at, stats) for at, stats in points.items()]
+
+
+def total_of(series: Iterable[HourStats]) -> Stats:
+    total = Stats()
+    for point in series:
+        total.merge(point.stats)
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    recent: Stats  # finished executions in the recent hours (``recent_activity``)
+    last_executed_at: datetime | None
+
+
+async def recent_activity(
+    session: AsyncSession,
+    prompt_ids: Sequence[int],
+    *,
+    hours: int = 24,
+    now: datetime | None = None,
+) -> dict[int, Activity]:
+    """Per prompt: finished executions in the current UTC hour and the ``hours - 1`` before
+    it (rollups, so whole hours), and when it last ran (one index seek per prompt)."""
+    start = floor_hour(now or datetime.now(UTC)) - (hours - 1) * HOUR
+    recent: defaultdict[int, Stats] = defaultdict(Stats)
+    for prompt_id, counters in await repo.sum_rollups_of_prompts(
+        session, prompt_ids=prompt_ids, start=start
+    ):
+        recent[prompt_id].add_counters(counters)
+    last = await repo.last_execution_times(session, prompt_ids)
+    return {p: Activity(recent[p], last.get(p)) for p in prompt_ids}

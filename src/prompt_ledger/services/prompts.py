@@ -261,11 +261,16 @@ async def list_events(session: AsyncSession, name: str) -> Sequence[PromptEvent]
 
 
 async def list_prompts(
-    session: AsyncSession, *, mode: PromptMode | None, after_name: str | None, limit: int
+    session: AsyncSession,
+    *,
+    mode: PromptMode | None,
+    after_name: str | None,
+    limit: int,
+    name_contains: str | None = None,
 ) -> tuple[Sequence[tuple[Prompt, PromptVersion | None]], str | None]:
     """One page of prompts by name, and the name to continue after (None on the last page)."""
     rows = await repo.list_prompts_with_active_version(
-        session, mode=mode, after_name=after_name, limit=limit + 1
+        session, mode=mode, after_name=after_name, limit=limit + 1, name_contains=name_contains
     )
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1][0].name

@@ -1,0 +1,482 @@
+"""The UI's pages (SPEC §11): thin handlers over the same services the API routes call."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Form, Path, Query
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from prompt_ledger.api.deps import SessionDep, SnapshotDep, accepted_key_digest
+from prompt_ledger.api.routes import executions as execution_routes
+from prompt_ledger.api.routes import prompts as prompt_routes
+from prompt_ledger.db.tables import ExecutionMode, ExecutionStatus, PromptMode
+from prompt_ledger.errors import InvalidTemplate, NotFound, ValidationFailed
+from prompt_ledger.schemas.common import MAX_INT32, PROMPT_NAME_PATTERN, PromptName
+from prompt_ledger.schemas.executions import ExecutionOut
+from prompt_ledger.schemas.prompts import SavePromptRequest
+from prompt_ledger.services import analytics
+from prompt_ledger.services import executions as execution_service
+from prompt_ledger.services import prompts as prompt_service
+from prompt_ledger.ui.routing import (
+    UI,
+    CsrfDep,
+    SignedInDep,
+    SignedInFormDep,
+    UIDep,
+    UIRoute,
+    clear_session_cookie,
+    safe_next,
+    set_session_cookie,
+)
+from prompt_ledger.ui.security import PREFIX
+
+router = APIRouter(prefix=PREFIX, route_class=UIRoute, include_in_schema=False)
+
+NameParam = Annotated[str, Path(pattern=PROMPT_NAME_PATTERN)]
+PAGE_SIZE = 50
+WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+_prompt_name = TypeAdapter(PromptName)
+E = TypeVar("E", bound=Enum)
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _choice(kind: type[E], value: str | None, field: str) -> E | None:
+    """An optional enum from a form's query string (an empty select means "any")."""
+    if not value:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in kind)
+        raise ValidationFailed(f"{field}: must be one of {allowed}") from None
+
+
+def _moment(value: str | None, field: str) -> datetime | None:
+    """An ISO-8601 time (a ``datetime-local`` input's value is read as UTC)."""
+    if not value:
+        return None
+    try:
+        return analytics.as_utc(datetime.fromisoformat(value))
+    except ValueError:
+        raise ValidationFailed(f"{field}: not an ISO-8601 date and time") from None
+
+
+def _form_text(value: str) -> str:
+    """Browsers send a textarea's line breaks as CRLF; the text as typed has LF."""
+    return value.replace("\r\n", "\n")
+
+
+# --- sign-in ------------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+async def home() -> Response:
+    return _see_other(f"{PREFIX}/prompts")
+
+
+@router.get("/sign-in", response_class=HTMLResponse)
+async def sign_in_page(ui: UIDep, next: str | None = None) -> Response:
+    if ui.signed_in:
+        return _see_other(safe_next(next))
+    return ui.page("sign_in.html", {"next": safe_next(next), "error": None})
+
+
+@router.post("/sign-in", response_class=HTMLResponse)
+async def sign_in(
+    ui: CsrfDep,
+    api_key: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    digest = accepted_key_digest(ui.state, api_key.strip()) if api_key.strip() else None
+    if digest is None:
+        return ui.page(
+            "sign_in.html",
+            {"next": safe_next(next), "error": "That API key is not accepted."},
+            status=401,
+        )
+    response = _see_other(safe_next(next))
+    # a fresh session (and CSRF token) at every sign-in: no fixation of a pre-sign-in cookie
+    set_session_cookie(ui, response, ui.codec.new(ui.codec.key_id(digest)))
+    return response
+
+
+@router.post("/sign-out", response_class=HTMLResponse)
+async def sign_out(ui: CsrfDep) -> Response:
+    response = _see_other(f"{PREFIX}/sign-in")
+    clear_session_cookie(ui, response)
+    return response
+
+
+# --- prompts ------------------------------------------------------------------------------
+
+
+@router.get("/prompts", response_class=HTMLResponse)
+async def prompts_page(
+    ui: SignedInDep,
+    session: SnapshotDep,
+    q: Annotated[str, Query(max_length=128)] = "",
+    mode: str | None = None,
+    cursor: str | None = None,
+) -> Response:
+    prompt_mode = _choice(PromptMode, mode, "mode")
+    rows, last = await prompt_service.list_prompts(
+        session,
+        mode=prompt_mode,
+        after_name=prompt_routes.decode_cursor(cursor) if cursor else None,
+        limit=PAGE_SIZE,
+        name_contains=q.strip() or None,
+    )
+    activity = await analytics.recent_activity(session, [p.id for p, _ in rows])
+    return ui.page(
+        "prompts.html",
+        {
+            "rows": [(p, v, activity[p.id]) for p, v in rows],
+            "q": q,
+            "mode": prompt_mode.value if prompt_mode else "",
+            "next_cursor": prompt_routes.encode_cursor(last) if last else None,
+            "paged": cursor is not None,
+        },
+    )
+
+
+@router.get("/prompts/new", response_class=HTMLResponse)
+async def new_prompt_page(ui: SignedInDep) -> Response:
+    return ui.page("prompt_new.html", {"name": "", "description": "", "text": "", "error": None})
+
+
+@router.post("/prompts/new", response_class=HTMLResponse)
+async def create_prompt(
+    ui: SignedInFormDep,
+    session: SessionDep,
+    name: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+    template_source: Annotated[str, Form()] = "",
+) -> Response:
+    text = _form_text(template_source)
+    form = {"name": name, "description": description, "text": text}
+    try:
+        _prompt_name.validate_python(name)
+    except ValidationError:
+        error = "A name is 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit."
+        return ui.page("prompt_new.html", {**form, "error": error}, status=422)
+    if await _prompt_exists(session, name):
+        error = f"A prompt named '{name}' exists already: open it to save a new version."
+        return ui.page("prompt_new.html", {**form, "error": error}, status=409)
+    try:
+        body = SavePromptRequest(template_source=text, description=description or None)
+        await prompt_service.save_version(
+            session,
+            name,
+            body.content(),
+            mode=PromptMode.FULL,
+            description=body.description,
+            metadata=body.metadata,
+            activate=True,
+        )
+    except (ValidationError, InvalidTemplate) as exc:
+        return ui.page("prompt_new.html", {**form, "error": _problem(exc)}, status=422)
+    return _see_other(f"{PREFIX}/prompts/{name}?saved=1")
+
+
+async def _prompt_exists(session: AsyncSession, name: str) -> bool:
+    try:
+        await prompt_service.get_prompt(session, name)
+    except NotFound:
+        return False
+    return True
+
+
+def _problem(exc: ValidationError | InvalidTemplate) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+    return exc.message
+
+
+async def _prompt_page(
+    ui: UI,
+    session: AsyncSession,
+    name: str,
+    *,
+    draft: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    prompt = await prompt_service.get_prompt(session, name)
+    active = await prompt_service.get_active_version(session, prompt)
+    versions = await prompt_service.list_versions(session, name)
+    events = await prompt_service.list_events(session, name)
+    now = datetime.now(UTC)
+    week = await analytics.hourly_series(
+        session, prompt_ids=[prompt.id], since=now - WINDOWS["7d"], until=now
+    )
+    base = active or (versions[0] if versions else None)
+    query = ui.request.query_params
+    return ui.page(
+        "prompt.html",
+        {
+            "prompt": prompt,
+            "active": active,
+            "base": base,
+            "versions": versions,
+            "events": list(reversed(events)),  # newest first on the page
+            "stats_24h": analytics.total_of(week[-24:]),
+            "stats_7d": analytics.total_of(week),
+            "text": draft if draft is not None else (base.template_source if base else ""),
+            "error": error,
+            "saved": query.get("saved"),
+            "activated": query.get("activated"),
+        },
+        status=status,
+    )
+
+
+@router.get("/prompts/{name}", response_class=HTMLResponse)
+async def prompt_page(name: NameParam, ui: SignedInDep, session: SnapshotDep) -> Response:
+    return await _prompt_page(ui, session, name)
+
+
+@router.post("/prompts/{name}/versions", response_class=HTMLResponse)
+async def save_version(
+    name: NameParam,
+    ui: SignedInFormDep,
+    session: SessionDep,
+    template_source: Annotated[str, Form()] = "",
+    activate: Annotated[str, Form()] = "",
+) -> Response:
+    text = _form_text(template_source)
+    try:
+        body = SavePromptRequest(template_source=text, activate=activate == "on")
+        result = await prompt_service.save_version(
+            session,
+            name,
+            body.content(),
+            mode=PromptMode.FULL,
+            metadata=body.metadata,
+            activate=body.activate,
+        )
+    except (ValidationError, InvalidTemplate) as exc:
+        return await _prompt_page(ui, session, name, draft=text, error=_problem(exc), status=422)
+    outcome = (
+        result.version.version_number if result.created else f"same-{result.version.version_number}"
+    )
+    return _see_other(f"{PREFIX}/prompts/{name}?saved={outcome}")
+
+
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_INT32)]
+
+
+@router.get("/prompts/{name}/versions/{number}/activate", response_class=HTMLResponse)
+async def confirm_activate(
+    name: NameParam, number: VersionNumber, ui: SignedInDep, session: SnapshotDep
+) -> Response:
+    prompt = await prompt_service.get_prompt(session, name)
+    version = await prompt_service.get_version(session, prompt, number)
+    active = await prompt_service.get_active_version(session, prompt)
+    return ui.page(
+        "confirm_activate.html", {"prompt": prompt, "version": version, "active": active}
+    )
+
+
+@router.post("/prompts/{name}/versions/{number}/activate", response_class=HTMLResponse)
+async def activate(
+    name: NameParam, number: VersionNumber, ui: SignedInFormDep, session: SessionDep
+) -> Response:
+    await prompt_service.activate(session, name, number)
+    return _see_other(f"{PREFIX}/prompts/{name}?activated={number}")
+
+
+# --- executions ---------------------------------------------------------------------------
+
+
+async def _ledger(
+    session: AsyncSession,
+    *,
+    prompt_name: str | None,
+    status: str | None,
+    execution_mode: str | None,
+    prompt_mode: str | None,
+    since: str | None,
+    until: str | None,
+    cursor: str | None,
+) -> dict[str, Any]:
+    filters = {
+        "prompt_name": (prompt_name or "").strip(),
+        "status": status or "",
+        "execution_mode": execution_mode or "",
+        "prompt_mode": prompt_mode or "",
+        "since": since or "",
+        "until": until or "",
+    }
+    records, last = await execution_service.list_page(
+        session,
+        prompt_name=filters["prompt_name"] or None,
+        status=_choice(ExecutionStatus, status, "status"),
+        execution_mode=_choice(ExecutionMode, execution_mode, "execution_mode"),
+        prompt_mode=_choice(PromptMode, prompt_mode, "prompt_mode"),
+        since=_moment(since, "since"),
+        until=_moment(until, "until"),
+        before=execution_routes.decode_cursor(cursor) if cursor else None,
+        limit=PAGE_SIZE,
+    )
+    return {
+        "items": [ExecutionOut.of(r) for r in records],
+        "filters": filters,
+        "query": {k: v for k, v in filters.items() if v},
+        "next_cursor": execution_routes.encode_cursor(last) if last else None,
+        "paged": cursor is not None,
+    }
+
+
+@router.get("/executions", response_class=HTMLResponse)
+async def executions_page(
+    ui: SignedInDep,
+    session: SnapshotDep,
+    prompt_name: str | None = None,
+    status: str | None = None,
+    execution_mode: str | None = None,
+    prompt_mode: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    cursor: str | None = None,
+    live: str = "1",
+) -> Response:
+    ledger = await _ledger(
+        session,
+        prompt_name=prompt_name,
+        status=status,
+        execution_mode=execution_mode,
+        prompt_mode=prompt_mode,
+        since=since,
+        until=until,
+        cursor=cursor,
+    )
+    # The live view refreshes the first page only: a later page is a fixed slice of history.
+    live_on = live != "0" and cursor is None
+    return ui.page(
+        "executions.html",
+        {
+            **ledger,
+            "live": live_on,
+            "seen": _newest(ledger["items"]),
+            "shown": _fingerprint(ledger["items"]),
+            "statuses": ExecutionStatus,
+        },
+    )
+
+
+@router.get("/executions/live", response_class=HTMLResponse)
+async def executions_live(
+    ui: SignedInDep,
+    session: SnapshotDep,
+    prompt_name: str | None = None,
+    status: str | None = None,
+    execution_mode: str | None = None,
+    prompt_mode: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    seen: str | None = None,
+    shown: str | None = None,
+) -> Response:
+    """The first page again (htmx polls it); rows newer than ``seen`` are highlighted.
+
+    204 (htmx swaps nothing) when the rows and their statuses are those already ``shown``,
+    so an idle ledger does not redraw the table, nor move the keyboard focus, every poll.
+    """
+    ledger = await _ledger(
+        session,
+        prompt_name=prompt_name,
+        status=status,
+        execution_mode=execution_mode,
+        prompt_mode=prompt_mode,
+        since=since,
+        until=until,
+        cursor=None,
+    )
+    previous = _moment(seen, "seen")
+    fingerprint = _fingerprint(ledger["items"])
+    if shown == fingerprint:
+        return Response(status_code=204)
+    newest = _newest(ledger["items"]) or seen or ""
+    return ui.page(
+        "_ledger.html",
+        {**ledger, "live": True, "seen": newest, "shown": fingerprint, "new_after": previous},
+    )
+
+
+def _fingerprint(items: list[ExecutionOut]) -> str:
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(f"{item.id}:{item.status.value};".encode())
+    return digest.hexdigest()[:16]
+
+
+def _newest(items: list[ExecutionOut]) -> str:
+    return items[0].created_at.isoformat() if items else ""
+
+
+@router.get("/executions/{execution_id}", response_class=HTMLResponse)
+async def execution_page(execution_id: uuid.UUID, ui: SignedInDep) -> Response:
+    record = await execution_service.get(ui.state.runtime, execution_id)
+    return ui.page("execution.html", {"e": ExecutionOut.of(record)})
+
+
+# --- analytics ----------------------------------------------------------------------------
+
+
+@router.get("/analytics", response_class=HTMLResponse)
+async def analytics_page(
+    ui: SignedInDep,
+    session: SnapshotDep,
+    prompt: str | None = None,
+    window: str = "24h",
+) -> Response:
+    if window not in WINDOWS:
+        raise ValidationFailed(f"window: must be one of {', '.join(WINDOWS)}")
+    until = datetime.now(UTC)
+    since = until - WINDOWS[window]
+    prompt_ids = None
+    if prompt:
+        prompt_ids = [(await prompt_service.get_prompt(session, prompt)).id]
+    series = await analytics.hourly_series(session, prompt_ids=prompt_ids, since=since, until=until)
+    report = await analytics.prompt_report(session, mode=None, since=since, until=until)
+    chart = {
+        "t": [int(p.hour.timestamp()) for p in series],
+        "executions": [p.stats.executions for p in series],
+        "failed": [p.stats.failed for p in series],
+        "p95_latency_ms": [p.stats.p95_latency_ms for p in series],
+        "prompt_tokens": [p.stats.prompt_tokens for p in series],
+        "response_tokens": [p.stats.response_tokens for p in series],
+    }
+    return ui.page(
+        "analytics.html",
+        {
+            "window": window,
+            "windows": list(WINDOWS),
+            "prompt": prompt or "",
+            "report": report,
+            "total": analytics.total_of(series),
+            "chart": chart,
+        },
+    )
+
+
+# Unknown pages under /ui get the UI's 404 page, not the API's JSON.
+@router.get("/{path:path}", response_class=HTMLResponse)
+async def not_found(path: str, ui: UIDep) -> Response:
+    return ui.page(
+        "error.html",
+        {"status": 404, "code": "not_found", "message": f"there is no page /ui/{path}"},
+        status=404,
+    )
