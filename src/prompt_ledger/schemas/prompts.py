@@ -220,3 +220,29 @@ class EventOut(BaseModel):
 
 class EventList(BaseModel):
     items: list[EventOut]
+
+
+class PromptInfo(_PromptBase):
+    """The prompt a resolved version belongs to (no version of its own)."""
+
+    @classmethod
+    def of(cls, prompt: Prompt) -> PromptInfo:
+        return cls(**cls._fields(prompt))
+
+
+class ResolvedVersion(VersionOut):
+    """``GET /v1/prompts/{name}/resolve`` of one version (SPEC §9.3): the version object, with
+    the prompt it belongs to and the label it was resolved by (null for ``version=N``)."""
+
+    prompt: PromptInfo
+    label: str | None
+
+
+class ResolvedSplit(BaseModel):
+    """``GET /v1/prompts/{name}/resolve`` of a split label: the split and every version it
+    names, by number, so a client can choose locally (SPEC §9.2's bucketing)."""
+
+    prompt: PromptInfo
+    label: str
+    split: list[SplitEntryModel]
+    versions: dict[int, VersionOut]

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Header, Path, Query, Response, status
 
+from prompt_ledger.api.conditional import none_match, quote_etag
 from prompt_ledger.api.deps import SessionDep, StateDep
 from prompt_ledger.api.errors import error_responses
 from prompt_ledger.db.tables import PromptMode
-from prompt_ledger.errors import BadRequest
+from prompt_ledger.errors import BadRequest, NotFound
 from prompt_ledger.schemas.common import MAX_INT32, PROMPT_NAME_PATTERN
-from prompt_ledger.schemas.labels import LabelName, VersionNumber
+from prompt_ledger.schemas.labels import LabelName, VersionNumber, split_out
 from prompt_ledger.schemas.prompts import (
     EventList,
     EventOut,
+    PromptInfo,
     PromptListItem,
     PromptOut,
     PromptPage,
+    ResolvedSplit,
+    ResolvedVersion,
     SavePromptRequest,
     SavePromptResponse,
     VersionList,
@@ -27,6 +32,7 @@ from prompt_ledger.schemas.prompts import (
 )
 from prompt_ledger.services import labels
 from prompt_ledger.services import prompts as service
+from prompt_ledger.services.labels import Resolution
 
 router = APIRouter(prefix="/v1/prompts", tags=["prompts"])
 
@@ -104,6 +110,71 @@ async def get_prompt(
         return PromptOut.of(prompt, active)
     prompt, named = await labels.resolve_single(state.db, name, label=label, version=version)
     return PromptOut.of(prompt, named)
+
+
+# A version never changes (content addressing), so its answer may be kept for good; a
+# label's must be revalidated (the ETag makes that a 304).
+IMMUTABLE = "private, max-age=31536000, immutable"
+REVALIDATE = "private, no-cache"
+
+
+@router.get(
+    "/{name}/resolve",
+    response_model=ResolvedVersion | ResolvedSplit,
+    responses={
+        304: {"description": "Not Modified: `If-None-Match` names the current ETag"},
+        **error_responses(404),
+    },
+)
+async def resolve_prompt(
+    name: NameParam,
+    state: StateDep,
+    response: Response,
+    label: Annotated[LabelName | None, Query(description="default `active`")] = None,
+    version: Annotated[VersionNumber | None, Query(description="a version number")] = None,
+    if_none_match: Annotated[str | None, Header(description="an ETag this answered")] = None,
+) -> ResolvedVersion | ResolvedSplit | Response:
+    """What a label (default ``active``) or version number serves, with an ``ETag``; a
+    conditional GET naming the current ETag is 304 with no body (SPEC §9.3)."""
+    resolved = await labels.resolve(state.db, name, label=label, version=version)
+    body = _resolution_body(resolved)
+    etag = quote_etag(_resolution_tag(resolved))
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE if version is not None else REVALIDATE}
+    if none_match(if_none_match, etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    response.headers.update(headers)
+    return body
+
+
+def _resolution_body(resolved: Resolution) -> ResolvedVersion | ResolvedSplit:
+    info = PromptInfo.of(resolved.prompt)
+    if resolved.split is not None:
+        assert resolved.label is not None
+        return ResolvedSplit(
+            prompt=info,
+            label=resolved.label,
+            split=split_out(resolved.split) or [],
+            versions={n: VersionOut.model_validate(v) for n, v in resolved.versions.items()},
+        )
+    if resolved.version is None:
+        raise NotFound(
+            f"prompt '{resolved.prompt.name}' has no active version (only drafts)",
+            details={"name": resolved.prompt.name, "label": resolved.label},
+        )
+    version = VersionOut.model_validate(resolved.version)
+    return ResolvedVersion(**version.model_dump(), prompt=info, label=resolved.label)
+
+
+def _resolution_tag(resolved: Resolution) -> str:
+    """One version: its checksum. A split: a digest of its entries and their checksums, so
+    moving the split or any of its weights changes the tag."""
+    if resolved.split is None:
+        assert resolved.version is not None
+        return resolved.version.checksum
+    parts = [
+        f"{e.version}:{e.weight}:{resolved.versions[e.version].checksum}" for e in resolved.split
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 @router.get("/{name}/versions", response_model=VersionList, responses=error_responses(404))
