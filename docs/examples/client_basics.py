@@ -22,7 +22,7 @@ with PromptLedger(timeout=30) as client:
         print(err.status, err.code, err.message)  # 422 render_error ...
 
     try:
-        client.get_prompt("no-such-prompt")
+        client.describe_prompt("no-such-prompt")
     except PromptLedgerClientError as err:  # the base class of them all
         assert isinstance(err, NotFoundError)
         print(err)  # not_found (404): ...

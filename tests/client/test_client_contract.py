@@ -30,7 +30,7 @@ from prompt_ledger.client import (
     Version,
 )
 from prompt_ledger.client._core import _Registered
-from prompt_ledger.client.models import Model, ModelList
+from prompt_ledger.client.models import Model, ModelList, ResolvedVersion
 from prompt_ledger.config import Settings
 
 
@@ -65,6 +65,7 @@ ROUTES: dict[tuple[str, str, str], type[BaseModel]] = {
     ("POST", "/v1/prompts/{name}/execute", "202"): Submission,
     ("GET", "/v1/prompts/{name}/history", "200"): History,
     ("POST", "/v1/prompts/{name}:convert", "200"): Prompt,
+    ("GET", "/v1/prompts/{name}/resolve", "200"): ResolvedVersion,
     ("GET", "/v1/analytics/prompts", "200"): Analytics,
     ("GET", "/v1/prompts/{name}/labels", "200"): LabelItems,
     ("PUT", "/v1/prompts/{name}/labels/{label}", "200"): Label,

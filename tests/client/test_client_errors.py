@@ -140,7 +140,7 @@ class TestAgainstTheService:
     def test_another_server_s_error_page(self, stub_server_url: str) -> None:
         root = stub_server_url.removesuffix("/v1")
         with PromptLedger(root, API_KEY) as client, pytest.raises(NotFoundError) as caught:
-            client.get_prompt("p")  # the stub answers 404 with OpenAI's error shape
+            client.describe_prompt("p")  # the stub answers 404 with OpenAI's error shape
         assert caught.value.status == 404
         assert "no route" in caught.value.message
 
@@ -174,7 +174,7 @@ class TestTransport:
         assert caught.value.code == "request_timeout"
         async with AsyncPromptLedger(url, API_KEY, timeout=0.2) as aclient:
             with pytest.raises(RequestTimeoutError):
-                await aclient.get_prompt("p")
+                await aclient.describe_prompt("p")
 
 
 class TestConfiguration:

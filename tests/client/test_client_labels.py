@@ -127,3 +127,54 @@ def test_sync_client(sclient: PromptLedger) -> None:
     sclient.register_prompts({"T.P": "t {{ x }}"})
     e = sclient.execute("T.P", model_name=MODEL, variables={"x": "X"}, label="active")
     assert (e.version.number, e.label) == (1, "active")
+
+
+class TestGetPromptOfLabels:
+    """``get_prompt`` of a label (SPEC §9.3) through the cache: a split is cached whole and
+    each call picks the variant a run with the same subject gets."""
+
+    async def test_a_split_label_answers_the_subjects_variant(
+        self, aclient: AsyncPromptLedger
+    ) -> None:
+        await three(aclient)
+        await aclient.set_label("p", "ab", split=[(1, 50), (2, 50)])
+        for subject in ("u1", "u2", "u3", "u4"):
+            want = 1 if expected_bucket("p", "ab", subject) < 50 else 2
+            got = await aclient.get_prompt("p", label="ab", subject=subject)
+            assert (got.version_number, got.label, got.split) == (want, "ab", None)
+            assert got.render({"x": "!"}) == f"v{want} !"
+            run = await aclient.run(
+                "p", label="ab", subject=subject, variables={"x": "!"}, model_name=MODEL
+            )
+            assert run.version.number == want  # the server chose the same variant
+        random_pick = await aclient.get_prompt("p", label="ab")
+        assert random_pick.version_number in (1, 2)
+
+    async def test_moving_a_label_through_the_client_drops_its_entry(
+        self, aclient: AsyncPromptLedger
+    ) -> None:
+        await three(aclient)
+        await aclient.set_label("p", "production", version=1)
+        assert (await aclient.get_prompt("p", label="production")).version_number == 1
+        await aclient.set_label("p", "production", version=2)  # fresh for 60 s, but dropped
+        assert (await aclient.get_prompt("p", label="production")).version_number == 2
+        await aclient.delete_label("p", "production")
+        with pytest.raises(NotFoundError):
+            await aclient.get_prompt("p", label="production")
+
+    async def test_a_chat_version_renders_its_messages_locally(
+        self, aclient: AsyncPromptLedger
+    ) -> None:
+        messages = [
+            {"role": "system", "content": "Be {{ tone }}."},
+            {"type": "placeholder", "name": "history"},
+            {"role": "user", "content": "{{ q }}"},
+        ]
+        await aclient.save_prompt("c", messages=messages)
+        prompt = await aclient.get_prompt("c")
+        history = [{"role": "assistant", "content": "{{ not rendered }}"}]
+        assert prompt.render({"tone": "brief", "q": "Hi", "history": history}) == [
+            {"role": "system", "content": "Be brief."},
+            {"role": "assistant", "content": "{{ not rendered }}"},
+            {"role": "user", "content": "Hi"},
+        ]

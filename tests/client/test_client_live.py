@@ -63,7 +63,7 @@ def test_sync_client_over_http(live_server: LiveServer) -> None:
         with pytest.raises(ModeMismatchError):
             client.execute(tracked, model_name=MODEL)
         with pytest.raises(NotFoundError):
-            client.get_prompt(unique("missing."))
+            client.describe_prompt(unique("missing."))
     with PromptLedger(live_server.url, "wrong-key") as client, pytest.raises(UnauthorizedError):
         client.list_prompts()
 

@@ -50,7 +50,7 @@ class TestSave:
         assert (two.version.version_number, two.version.status) == (2, "active")
         draft = await aclient.save_prompt("p", "three", activate=False)
         assert (draft.version.version_number, draft.version.status) == (3, "draft")
-        prompt = await aclient.get_prompt("p")
+        prompt = await aclient.describe_prompt("p")
         assert prompt.active_version is not None
         assert prompt.active_version.template_source == "two"
 
@@ -62,7 +62,7 @@ class TestSave:
         assert isinstance(err, UnprocessableError)
         assert err.message
         with pytest.raises(NotFoundError):
-            await aclient.get_prompt("p")
+            await aclient.describe_prompt("p")
 
     async def test_bad_name_is_validation_error(self, aclient: AsyncPromptLedger) -> None:
         with pytest.raises(ValidationError) as caught:
@@ -75,20 +75,20 @@ class TestSave:
     ) -> None:
         await aclient.save_prompt("p", "x")
         with pytest.raises(ValidationError) as caught:
-            await aclient.get_prompt("p/versions")
+            await aclient.describe_prompt("p/versions")
         assert caught.value.status is None  # refused before sending
 
 
 class TestRead:
     async def test_get_unknown_prompt(self, aclient: AsyncPromptLedger) -> None:
         with pytest.raises(NotFoundError) as caught:
-            await aclient.get_prompt("nope")
+            await aclient.describe_prompt("nope")
         assert (caught.value.status, caught.value.code) == (404, "not_found")
         assert "nope" in caught.value.message
 
     async def test_only_drafts_has_no_active_version(self, aclient: AsyncPromptLedger) -> None:
         await aclient.save_prompt("d", "draft text", activate=False)
-        assert (await aclient.get_prompt("d")).active_version is None
+        assert (await aclient.describe_prompt("d")).active_version is None
 
     async def test_versions_activate_and_events(self, aclient: AsyncPromptLedger) -> None:
         await aclient.save_prompt("p", "one")

@@ -63,7 +63,7 @@ def test_every_method_against_the_service(sclient: PromptLedger) -> None:
     saved = client.save_prompt("welcome", "Hello {{ name }}!", description="greeting")
     assert (saved.created, saved.version.version_number) == (True, 1)
     client.save_prompt("welcome", "Hi {{ name }}!")
-    assert client.get_prompt("welcome").active_version is not None
+    assert client.describe_prompt("welcome").active_version is not None
     assert [v.version_number for v in client.list_versions("welcome")] == [2, 1]
     assert client.activate_version("welcome", 1).active_version.version_number == 1  # type: ignore[union-attr]
     assert [e.type for e in client.list_events("welcome")][-1] == "activated"

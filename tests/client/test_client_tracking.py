@@ -113,7 +113,7 @@ class TestRegisterCode:
         assert summary(back)[1] == ("Prompts.WELCOME", "reactivated", 1, 2)
         assert aclient.registered["Prompts.WELCOME"].change == "reactivated"
 
-        prompt = await aclient.get_prompt("Prompts.WELCOME")
+        prompt = await aclient.describe_prompt("Prompts.WELCOME")
         assert prompt.mode == "tracking"
         assert prompt.active_version is not None
         assert prompt.active_version.version_number == 1
@@ -128,7 +128,7 @@ class TestRegisterCode:
 
         described = CodePrompt("Mail.SUBJECT", "Re: {{ topic }}", description="subject line")
         await aclient.register_prompts([described])
-        assert (await aclient.get_prompt("Mail.SUBJECT")).description == "subject line"
+        assert (await aclient.describe_prompt("Mail.SUBJECT")).description == "subject line"
         await aclient.register_prompts({"Mail.BODY": "body"})
         assert set(aclient.registered) == {"support.REPLY", "Mail.SUBJECT", "Mail.BODY"}
 
@@ -140,7 +140,7 @@ class TestRegisterCode:
             await aclient.register_prompts({"A.NEW": "x", "owned": "y"})
         assert (caught.value.status, caught.value.code) == (409, "mode_mismatch")
         with pytest.raises(NotFoundError):
-            await aclient.get_prompt("A.NEW")
+            await aclient.describe_prompt("A.NEW")
         assert aclient.registered == {}
 
     async def test_invalid_texts_and_empty_batches(self, aclient: AsyncPromptLedger) -> None:

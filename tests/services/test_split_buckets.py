@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from tests.api.test_labels import expected_bucket
 
-from prompt_ledger.services.labels import SplitEntry, entry_for_bucket, subject_bucket
+from prompt_ledger.domain import entry_for_bucket, subject_bucket
+from prompt_ledger.services.labels import SplitEntry
 
 SPLIT = (SplitEntry(7, 60), SplitEntry(3, 30), SplitEntry(5, 10))
 

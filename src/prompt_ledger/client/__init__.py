@@ -17,6 +17,7 @@ send requests and sleep.
 """
 
 from prompt_ledger.client.aio import AsyncPromptLedger
+from prompt_ledger.client.cache import CachedPrompt
 from prompt_ledger.client.errors import (
     BadRequestError,
     ConflictError,
@@ -87,6 +88,7 @@ __all__ = [
     "Analytics",
     "AsyncPromptLedger",
     "BadRequestError",
+    "CachedPrompt",
     "ChatPrompt",
     "CodePrompt",
     "ConflictError",

@@ -9,10 +9,11 @@ client runs it with ``httpx.Client`` and ``time.sleep`` and the async client wit
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import ModuleType
@@ -23,7 +24,15 @@ import httpx
 import pydantic
 
 from prompt_ledger import __version__
+from prompt_ledger.client.cache import (
+    CachedPrompt,
+    CacheKey,
+    PromptCache,
+    SplitShare,
+    unreachable,
+)
 from prompt_ledger.client.errors import (
+    PromptLedgerClientError,
     UnexpectedResponseError,
     ValidationError,
     WaitTimeoutError,
@@ -50,6 +59,7 @@ from prompt_ledger.client.models import (
     PromptMode,
     PromptSummary,
     RegisteredPrompt,
+    ResolvedVersion,
     SavedPrompt,
     Submission,
     Version,
@@ -74,11 +84,14 @@ DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 BACKOFF_FACTOR = 2.0
 REPLAYED_HEADER = "Idempotent-Replayed"
 
+log = logging.getLogger("prompt_ledger.client")
+
 ExecutionRef = uuid.UUID | str | Execution | Submission
 PromptSource = Iterable[CodePrompt] | Mapping[str, PromptContent]
 VersionChoice = int | Literal["active"] | None
 # A split as the client takes it: (version, weight) pairs or {"version", "weight"} mappings.
 SplitSpec = Iterable[tuple[int, int] | Mapping[str, int]]
+Fallback = str | Sequence[Mapping[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +116,13 @@ Flow = Generator[Effect, Any, T]
 
 class _Items(ApiModel):
     items: list[Any]
+
+
+class _Resolved(ApiModel):
+    """What tells the two answers of ``GET …/resolve`` apart: a split has ``split``."""
+
+    split: list[SplitShare] | None = None
+    versions: dict[str, Version] | None = None
 
 
 class _Registered(ApiModel):
@@ -284,6 +304,7 @@ class Operations:
 
     def __init__(self) -> None:
         self.registered: dict[str, RegisteredPrompt] = {}
+        self.cache = PromptCache()
 
     # --- prompts (full mode) ----------------------------------------------------------------
 
@@ -307,7 +328,11 @@ class Operations:
             body["description"] = description
         if metadata is not None:
             body["metadata"] = dict(metadata)
-        response = yield from send(Call("PUT", f"/v1/prompts/{segment(name)}", json=body))
+        try:
+            response = yield from send(Call("PUT", f"/v1/prompts/{segment(name)}", json=body))
+        finally:
+            # Even a failed save may have landed (a timeout after the commit).
+            self.cache.drop_labels(name)
         return parse(SavedPrompt, response)
 
     def get_prompt(self, name: str) -> Flow[Prompt]:
@@ -327,8 +352,93 @@ class Operations:
 
     def activate_version(self, name: str, version_number: int) -> Flow[Prompt]:
         path = f"/v1/prompts/{segment(name)}/versions/{int(version_number)}:activate"
-        response = yield from send(Call("POST", path))
+        try:
+            response = yield from send(Call("POST", path))
+        finally:
+            self.cache.drop_labels(name)
         return parse(Prompt, response)
+
+    # --- resolve and the client cache (SPEC §9.3; rules in client/cache.py) ------------------
+
+    def resolve(
+        self, name: str, *, label: str | None, version: int | None, etag: str | None = None
+    ) -> Flow[tuple[CachedPrompt, str] | None]:
+        """What ``label`` or ``version`` resolves to (a version, or a split label with its
+        versions) and its ETag; ``None`` when ``etag`` is still current (304)."""
+        call = Call(
+            "GET",
+            f"/v1/prompts/{segment(name)}/resolve",
+            params=query(label=label, version=version),
+            headers={"If-None-Match": etag} if etag else {},
+        )
+        response: httpx.Response = yield call
+        if response.status_code == 304:
+            return None
+        if not response.is_success:
+            raise error_from_response(response)
+        resolved = parse(_Resolved, response)
+        if resolved.split is not None:
+            assert label is not None  # only a label can name a split
+            variants = {int(n): v for n, v in (resolved.versions or {}).items()}
+            prompt = CachedPrompt.of_split(name, label, resolved.split, variants)
+            return prompt, response.headers.get("ETag") or ""
+        found = parse(ResolvedVersion, response)
+        prompt = CachedPrompt.of(name, label or (None if version else "active"), found)
+        return prompt, response.headers.get("ETag") or f'"{found.checksum}"'
+
+    def _resolve_key(
+        self, key: CacheKey, etag: str | None
+    ) -> Flow[tuple[CachedPrompt, str] | None]:
+        name, kind, value = key
+        label = value if kind == "label" else None
+        version = value if kind == "version" else None
+        assert label is None or isinstance(label, str)
+        assert version is None or isinstance(version, int)
+        return (yield from self.resolve(name, label=label, version=version, etag=etag))
+
+    @staticmethod
+    def _label(key: CacheKey) -> str | None:
+        return key[2] if key[1] == "label" and isinstance(key[2], str) else None
+
+    def fetch_prompt(
+        self, key: CacheKey, *, cache_ttl_s: float, fallback: Fallback | None
+    ) -> Flow[CachedPrompt]:
+        """A cache miss: resolve, keep it (ttl > 0); unreachable server: the fallback or raise."""
+        generation = self.cache.generation(key[0])
+        try:
+            found = yield from self._resolve_key(key, None)
+        except PromptLedgerClientError as exc:
+            if fallback is not None and unreachable(exc):
+                log.warning("prompt %r: serving the fallback (%s)", key[0], exc)
+                return CachedPrompt.fallback_of(key[0], self._label(key), fallback)
+            raise
+        assert found is not None  # no If-None-Match was sent
+        prompt, etag = found
+        if cache_ttl_s > 0:
+            self.cache.store(key, prompt, etag, generation=generation)
+        return prompt
+
+    def refresh_prompt(self, key: CacheKey, *, cache_ttl_s: float) -> Flow[None]:
+        """The one background revalidation of a stale key (its caller won ``lookup``'s flag).
+
+        Never raises: a failure keeps the stale entry (logged) and delays the next attempt.
+        """
+        generation = self.cache.generation(key[0])
+        try:
+            found = yield from self._resolve_key(key, self.cache.etag(key))
+        except Exception as exc:
+            log.warning("prompt %r: refresh failed, serving the cached version (%s)", key[0], exc)
+            self.cache.refresh_failed(key, cache_ttl_s)
+            return None
+        except BaseException:
+            self.cache.refresh_failed(key, cache_ttl_s)
+            raise
+        if found is None:
+            self.cache.revalidated(key, None, "", generation=generation)
+        else:
+            prompt, etag = found
+            self.cache.revalidated(key, prompt, etag, generation=generation)
+        return None
 
     def list_events(self, name: str) -> Flow[list[PromptEvent]]:
         response = yield from send(Call("GET", f"/v1/prompts/{segment(name)}/events"))
@@ -349,12 +459,18 @@ class Operations:
             {"version": version} if version is not None else {"split": split_body(split or ())}
         )
         path = f"/v1/prompts/{segment(name)}/labels/{segment(label)}"
-        response = yield from send(Call("PUT", path, json=body))
+        try:
+            response = yield from send(Call("PUT", path, json=body))
+        finally:
+            self.cache.drop_labels(name)
         return parse(Label, response)
 
     def delete_label(self, name: str, label: str) -> Flow[None]:
         path = f"/v1/prompts/{segment(name)}/labels/{segment(label)}"
-        yield from send(Call("DELETE", path))
+        try:
+            yield from send(Call("DELETE", path))
+        finally:
+            self.cache.drop_labels(name)
         return None
 
     def diff(self, name: str, from_version: int, to_version: int) -> Flow[Diff]:
@@ -510,7 +626,11 @@ class Operations:
         if not items:
             raise ValueError("nothing to register: give at least one prompt")
         body = {"prompts": [item.to_json() for item in items]}
-        response = yield from send(Call("POST", "/v1/prompts/register-code", json=body))
+        try:
+            response = yield from send(Call("POST", "/v1/prompts/register-code", json=body))
+        finally:
+            for item in items:
+                self.cache.drop_labels(item.name)
         results = parse(_Registered, response).results
         self.registered.update((result.name, result) for result in results)
         return results

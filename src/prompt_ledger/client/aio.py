@@ -21,12 +21,14 @@ from prompt_ledger.client._core import (
     ClientBase,
     Effect,
     ExecutionRef,
+    Fallback,
     Flow,
     PromptSource,
     SplitSpec,
     VersionChoice,
 )
-from prompt_ledger.client.errors import error_from_transport
+from prompt_ledger.client.cache import CachedPrompt, cache_key
+from prompt_ledger.client.errors import TransportError, error_from_transport
 from prompt_ledger.client.models import (
     Analytics,
     AnalyticsMode,
@@ -82,14 +84,20 @@ class AsyncPromptLedger(ClientBase):
         super().__init__(base_url, api_key)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._refreshes: set[asyncio.Task[None]] = set()
 
     # --- the transport ------------------------------------------------------------------------
 
     async def _run(self, flow: Flow[T]) -> T:
-        reply: Any = None
         try:
+            effect = flow.send(None)
             while True:
-                reply = await self._perform(flow.send(reply))
+                try:
+                    reply = await self._perform(effect)
+                except TransportError as exc:  # the flow may handle it (the cache's fallback)
+                    effect = flow.throw(exc)
+                else:
+                    effect = flow.send(reply)
         except StopIteration as done:
             result: T = done.value
             return result
@@ -119,7 +127,12 @@ class AsyncPromptLedger(ClientBase):
             cursor = page.next_cursor
 
     async def aclose(self) -> None:
-        """Close the HTTP connections (not those of an ``http_client`` passed in)."""
+        """Close the HTTP connections (not those of an ``http_client`` passed in).
+
+        Waits for background cache refreshes still running (each is one request).
+        """
+        if self._refreshes:
+            await asyncio.gather(*self._refreshes, return_exceptions=True)
         if self._owns_http:
             await self._http.aclose()
 
@@ -170,9 +183,34 @@ class AsyncPromptLedger(ClientBase):
             )
         )
 
-    async def get_prompt(self, name: str) -> Prompt:
-        """See :meth:`PromptLedger.get_prompt`."""
+    async def describe_prompt(self, name: str) -> Prompt:
+        """See :meth:`PromptLedger.describe_prompt`."""
         return await self._run(self._ops.get_prompt(name))
+
+    async def get_prompt(
+        self,
+        name: str,
+        *,
+        label: str | None = None,
+        version: int | None = None,
+        cache_ttl_s: float = 60,
+        fallback: Fallback | None = None,
+        subject: str | None = None,
+    ) -> CachedPrompt:
+        """See :meth:`PromptLedger.get_prompt`; a stale key is refreshed by one task."""
+        key = cache_key(name, label=label, version=version)
+        cached, refresh = self._ops.cache.lookup(key, cache_ttl_s)
+        if refresh:
+            task = asyncio.create_task(
+                self._run(self._ops.refresh_prompt(key, cache_ttl_s=cache_ttl_s)),
+                name=f"promptledger-refresh:{name}",
+            )
+            self._refreshes.add(task)  # a reference, or the task may be collected mid-way
+            task.add_done_callback(self._refreshes.discard)
+        if cached is not None:
+            return cached.choose(subject)
+        flow = self._ops.fetch_prompt(key, cache_ttl_s=cache_ttl_s, fallback=fallback)
+        return (await self._run(flow)).choose(subject)
 
     async def list_prompts(
         self,

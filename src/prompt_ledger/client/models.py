@@ -62,6 +62,24 @@ class Version(VersionSummary):
     variables_schema: dict[str, Any] | None = None
 
 
+class PromptInfo(ApiModel):
+    """The prompt a resolved version belongs to."""
+
+    name: str
+    mode: PromptMode
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ResolvedVersion(Version):
+    """``GET /v1/prompts/{name}/resolve`` of one version: the version, its prompt and the
+    label it was resolved by (``None`` for a version number)."""
+
+    prompt: PromptInfo
+    label: str | None
+
+
 class Prompt(ApiModel):
     """A prompt and its active version (``None`` while it only has drafts)."""
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from types import ModuleType, TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
@@ -16,12 +18,14 @@ from prompt_ledger.client._core import (
     ClientBase,
     Effect,
     ExecutionRef,
+    Fallback,
     Flow,
     PromptSource,
     SplitSpec,
     VersionChoice,
 )
-from prompt_ledger.client.errors import error_from_transport
+from prompt_ledger.client.cache import CachedPrompt, cache_key
+from prompt_ledger.client.errors import TransportError, error_from_transport
 from prompt_ledger.client.models import (
     Analytics,
     AnalyticsMode,
@@ -48,6 +52,8 @@ from prompt_ledger.client.models import (
 from prompt_ledger.client.registration import PromptContent
 
 T = TypeVar("T")
+
+REFRESH_THREADS = 4  # background cache refreshes at once (each one is one short GET)
 
 
 class PromptLedger(ClientBase):
@@ -86,14 +92,21 @@ class PromptLedger(ClientBase):
         super().__init__(base_url, api_key)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=timeout, transport=transport)
+        self._refresh_pool: ThreadPoolExecutor | None = None
+        self._refresher_lock = threading.Lock()
 
     # --- the transport: the only code the async client does differently --------------------
 
     def _run(self, flow: Flow[T]) -> T:
-        reply: Any = None
         try:
+            effect = flow.send(None)
             while True:
-                reply = self._perform(flow.send(reply))
+                try:
+                    reply = self._perform(effect)
+                except TransportError as exc:  # the flow may handle it (the cache's fallback)
+                    effect = flow.throw(exc)
+                else:
+                    effect = flow.send(reply)
         except StopIteration as done:
             result: T = done.value
             return result
@@ -120,7 +133,14 @@ class PromptLedger(ClientBase):
             cursor = page.next_cursor
 
     def close(self) -> None:
-        """Close the HTTP connections (not those of an ``http_client`` passed in)."""
+        """Close the HTTP connections (not those of an ``http_client`` passed in).
+
+        Waits for background cache refreshes still running (each is one request).
+        """
+        with self._refresher_lock:
+            pool, self._refresh_pool = self._refresh_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         if self._owns_http:
             self._http.close()
 
@@ -232,8 +252,8 @@ class PromptLedger(ClientBase):
             )
         )
 
-    def get_prompt(self, name: str) -> Prompt:
-        """A prompt and its active version (``GET /v1/prompts/{name}``).
+    def describe_prompt(self, name: str) -> Prompt:
+        """A prompt and its active version (``GET /v1/prompts/{name}``), never cached.
 
         Returns:
             The prompt; ``active_version`` is ``None`` while it only has drafts.
@@ -243,9 +263,74 @@ class PromptLedger(ClientBase):
 
         Example::
 
-            client.get_prompt("welcome").active_version.template_source
+            client.describe_prompt("welcome").active_version.template_source
         """
         return self._run(self._ops.get_prompt(name))
+
+    def get_prompt(
+        self,
+        name: str,
+        *,
+        label: str | None = None,
+        version: int | None = None,
+        cache_ttl_s: float = 60,
+        fallback: Fallback | None = None,
+        subject: str | None = None,
+    ) -> CachedPrompt:
+        """The version a label (default ``active``) or number points to, cached (SPEC §9.3).
+
+        A version stays cached for good; a label is fresh for ``cache_ttl_s`` seconds, after
+        which the cached prompt is returned at once and one background thread per key
+        revalidates it (``If-None-Match``). While the server cannot be reached (connection
+        error, timeout, 5xx) a cached prompt is served however old. Saving, activating or
+        registering through this client drops the name's label entries.
+
+        Args:
+            name: the prompt.
+            label: a label (``"active"`` when neither label nor version is given).
+            version: a version number (immutable: cached once, never refetched).
+            cache_ttl_s: how long a label entry is fresh; ``0`` turns caching off (nothing
+                kept, nothing served in an outage).
+            fallback: a template string, or a list of ``{role, content}`` messages, returned
+                (``is_fallback=True``) when the server cannot be reached and nothing is cached.
+            subject: for a split label, the user or session whose variant to answer: the
+                same bucket as a run with this ``subject`` gets (SPEC §9.2); random without.
+                The split itself is cached, so the choice needs no request.
+
+        Returns:
+            A :class:`CachedPrompt`; ``render(variables)`` renders it locally.
+
+        Raises:
+            NotFoundError: unknown prompt, version or label, or no active version.
+            TransportError / ServerError: the server cannot be reached, nothing is cached and
+                there is no ``fallback``.
+
+        Example::
+
+            prompt = client.get_prompt("welcome", fallback="Hello {{ name }}!")
+            prompt.render({"name": "Ada"})  # 'Hello Ada!', even through an outage
+        """
+        key = cache_key(name, label=label, version=version)
+        cached, refresh = self._ops.cache.lookup(key, cache_ttl_s)
+        if refresh:
+            self._refresher().submit(
+                self._run_refresh, self._ops.refresh_prompt(key, cache_ttl_s=cache_ttl_s)
+            )
+        if cached is not None:
+            return cached.choose(subject)
+        fetched = self._run(self._ops.fetch_prompt(key, cache_ttl_s=cache_ttl_s, fallback=fallback))
+        return fetched.choose(subject)
+
+    def _refresher(self) -> ThreadPoolExecutor:
+        with self._refresher_lock:
+            if self._refresh_pool is None:
+                self._refresh_pool = ThreadPoolExecutor(
+                    max_workers=REFRESH_THREADS, thread_name_prefix="promptledger-refresh"
+                )
+            return self._refresh_pool
+
+    def _run_refresh(self, flow: Flow[None]) -> None:
+        self._run(flow)  # refresh_prompt never raises
 
     def list_prompts(
         self,

@@ -12,8 +12,6 @@ prompt, so two moves of one prompt's labels take turns and neither is lost.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,10 +31,9 @@ from prompt_ledger.db.tables import (
     PromptVersion,
     utcnow,
 )
+from prompt_ledger.domain import choose_variant
 from prompt_ledger.errors import NotFound, ValidationFailed
 from prompt_ledger.services import prompts
-
-BUCKETS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,28 +76,8 @@ class Resolution:
         if self.split is None:
             return self.version
         assert self.label is not None
-        bucket = (
-            subject_bucket(self.prompt.name, self.label, subject)
-            if subject is not None
-            else secrets.randbelow(BUCKETS)
-        )
-        return self.versions[entry_for_bucket(self.split, bucket).version]
-
-
-def subject_bucket(name: str, label: str, subject: str) -> int:
-    """SPEC §9.2: the first 8 bytes, big-endian, of sha256(name\\nlabel\\nsubject), mod 100."""
-    digest = hashlib.sha256(f"{name}\n{label}\n{subject}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % BUCKETS
-
-
-def entry_for_bucket(split: Split, bucket: int) -> SplitEntry:
-    """The entries own consecutive bucket ranges in their listed order."""
-    upper = 0
-    for entry in split:
-        upper += entry.weight
-        if bucket < upper:
-            return entry
-    raise AssertionError(f"split weights sum to {upper}, not {BUCKETS}")
+        entry = choose_variant(self.prompt.name, self.label, self.split, subject)
+        return self.versions[entry.version]
 
 
 # --- resolving ------------------------------------------------------------------------------
