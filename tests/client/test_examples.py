@@ -58,6 +58,12 @@ EXPECTED = {
         "my-finetune 1 0.00000570",
         "unknown_model",
     ],
+    "client_cache.py": [
+        "1 Dear Ada, thanks for writing.",
+        "True",
+        "2",
+        "True Hi Bo, we will reply soon.",
+    ],
 }
 
 
