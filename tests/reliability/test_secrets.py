@@ -269,10 +269,10 @@ async def test_api_keys_are_compared_in_constant_time(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(deps.hmac, "compare_digest", spy)
     state = SimpleNamespace(api_key_digests=deps.key_digests(["first-key", "second-key-longer"]))
-    await deps.require_api_key(state, "first-key")  # type: ignore[arg-type]
+    await deps.require_api_key(state, "first-key", None)  # type: ignore[arg-type]
     assert compared == [(32, 32), (32, 32)]
     compared.clear()
     for offered in ("x", "first-ke", "f" * 10_000):
         with pytest.raises(Unauthorized):
-            await deps.require_api_key(state, offered)  # type: ignore[arg-type]
+            await deps.require_api_key(state, offered, None)  # type: ignore[arg-type]
     assert compared == [(32, 32)] * 6
