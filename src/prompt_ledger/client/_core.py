@@ -118,6 +118,9 @@ class _Items(ApiModel):
     items: list[Any]
 
 
+VERSION_FIELDS = set(Version.model_fields)
+
+
 class _Resolved(ApiModel):
     """What tells the two answers of ``GET …/resolve`` apart: a split has ``split``."""
 
@@ -383,7 +386,9 @@ class Operations:
             prompt = CachedPrompt.of_split(name, label, resolved.split, variants)
             return prompt, response.headers.get("ETag") or ""
         found = parse(ResolvedVersion, response)
-        prompt = CachedPrompt.of(name, label or (None if version else "active"), found)
+        # the version alone (equal to the same version read from any other route)
+        plain = Version.model_validate(found.model_dump(by_alias=True, include=VERSION_FIELDS))
+        prompt = CachedPrompt.of(name, label or (None if version else "active"), plain)
         return prompt, response.headers.get("ETag") or f'"{found.checksum}"'
 
     def _resolve_key(
