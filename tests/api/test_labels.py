@@ -500,6 +500,61 @@ class TestDiff:
         assert d["unified"].splitlines()[3:] == ["-a", "b", "+a", "c"]  # \r splits for display
         assert "-a\rb\n+a\rc\n" in d["unified"]
 
+    async def test_chat_messages_config_and_schema(self, client: httpx.AsyncClient) -> None:
+        one = [
+            {"role": "system", "content": "Be {{ tone }}."},
+            {"type": "placeholder", "name": "history"},
+            {"role": "user", "content": "{{ q }}"},
+        ]
+        two = [one[0], one[1], {"role": "user", "content": "{{ q }} (in {{ lang }})"}]
+        schema = {"type": "object", "required": ["q"]}
+        for messages, extra in ((one, {}), (two, {"variables_schema": schema})):
+            r = await client.put(
+                "/v1/prompts/c", json={"type": "chat", "messages": messages, **extra}
+            )
+            assert r.status_code in (200, 201), r.text
+        d = (await client.get("/v1/prompts/c/diff", params={"from": 1, "to": 2})).json()
+        assert d["unified"] == (
+            "--- c v1\n"
+            "+++ c v2\n"
+            "@@ -2,4 +2,4 @@\n"
+            " Be {{ tone }}.\n"
+            " [placeholder: history]\n"
+            " [user]\n"
+            "-{{ q }}\n"
+            "+{{ q }} (in {{ lang }})\n"
+        )
+        assert d["changes"] == {
+            "template": None,
+            "messages": True,
+            "config": False,
+            "variables_schema": True,
+            "variables_added": ["lang"],
+            "variables_removed": [],
+        }
+        # only the config changed: the messages are the same, the config is not
+        r = await client.put(
+            "/v1/prompts/c",
+            json={
+                "type": "chat",
+                "messages": two,
+                "variables_schema": schema,
+                "config": {"model_name": "gpt-4o"},
+            },
+        )
+        assert r.json()["version"]["version_number"] == 3
+        d = (await client.get("/v1/prompts/c/diff", params={"from": 2, "to": 3})).json()
+        assert d["unified"] == ""
+        assert (d["changes"]["messages"], d["changes"]["config"]) == (False, True)
+
+    async def test_text_against_chat(self, client: httpx.AsyncClient) -> None:
+        await save(client, "m", "Hello {{ name }}")
+        chat = {"type": "chat", "messages": [{"role": "user", "content": "Hello {{ name }}"}]}
+        assert (await client.put("/v1/prompts/m", json=chat)).status_code == 201
+        d = (await client.get("/v1/prompts/m/diff", params={"from": 1, "to": 2})).json()
+        assert (d["changes"]["template"], d["changes"]["messages"]) == (True, True)
+        assert "-Hello {{ name }}\n" in d["unified"] and "+[user]\n" in d["unified"]
+
     async def test_errors(self, client: httpx.AsyncClient) -> None:
         await save(client, "p", "Hello")
         get = client.get

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from prompt_ledger.db.tables import PromptVersion
+from prompt_ledger.db.tables import PromptVersion, VersionType
 from prompt_ledger.services import prompts
 
 
@@ -40,28 +40,44 @@ async def diff_versions(
 
 
 def compare(name: str, old: PromptVersion, new: PromptVersion) -> VersionDiff:
-    """The template's unified diff, and which parts differ. The variables are the names
-    each version's template uses, as the rendering analysis recorded them when it was saved."""
-    # Chat versions (§9.1): diff each message's content and set ``messages_changed``;
-    # compare ``config`` and ``variables_schema`` where the versions carry them.
+    """The unified diff of the template (text) or of the messages (chat, one block per
+    message), and which parts differ. The variables are the names each version uses, as the
+    rendering analysis recorded them when it was saved. Between a text and a chat version
+    both ``template`` and ``messages`` count as changed."""
     unified = unified_diff(
-        old.template_source,
-        new.template_source,
+        _content_text(old),
+        _content_text(new),
         from_name=f"{name} v{old.version_number}",
         to_name=f"{name} v{new.version_number}",
     )
+    both_text = old.type == new.type == VersionType.TEXT
+    both_chat = old.type == new.type == VersionType.CHAT
     old_vars, new_vars = set(old.variables), set(new.variables)
     return VersionDiff(
         from_version=old.version_number,
         to_version=new.version_number,
         unified=unified,
-        template_changed=old.template_source != new.template_source,
-        messages_changed=None,
-        config_changed=False,
-        variables_schema_changed=False,
+        template_changed=None if both_chat else old.template_source != new.template_source,
+        messages_changed=None if both_text else old.messages != new.messages,
+        config_changed=(old.config or None) != (new.config or None),
+        variables_schema_changed=old.variables_schema != new.variables_schema,
         variables_added=tuple(sorted(new_vars - old_vars)),
         variables_removed=tuple(sorted(old_vars - new_vars)),
     )
+
+
+def _content_text(version: PromptVersion) -> str:
+    """What the unified diff compares: a text version's template; a chat version's messages,
+    each as a ``[role]`` line (``[placeholder: name]``) followed by its content."""
+    if version.messages is None:
+        return version.template_source or ""
+    blocks = []
+    for message in version.messages:
+        if message.get("type") == "placeholder":
+            blocks.append(f"[placeholder: {message['name']}]\n")
+        else:
+            blocks.append(f"[{message['role']}]\n{message['content']}\n")
+    return "".join(blocks)
 
 
 def unified_diff(old: str, new: str, *, from_name: str, to_name: str) -> str:
