@@ -137,12 +137,7 @@ async def resolve_run(
     active model named (a None provider or model name: the version config's; the provider
     then ``default_provider``). None when the prompt does not exist; a missing version or
     model is None in its place."""
-    params: dict[str, Any] = {
-        "name": name,
-        "provider": None if provider is None else provider.value,
-        "model_name": model_name,
-        "default_provider": default_provider.value,
-    }
+    params = _resolve_params(name, provider, model_name, default_provider)
     statement = statements.RESOLVE_ACTIVE
     if version_number is not None:
         statement = statements.RESOLVE_NUMBER
@@ -155,6 +150,46 @@ async def resolve_run(
         _entity(PromptVersion, "v_", row),
         _entity(Model, "m_", row),
     )
+
+
+async def resolve_label_run(
+    ex: Executor,
+    name: str,
+    *,
+    label: str,
+    provider: ProviderName | None,
+    model_name: str | None,
+    default_provider: ProviderName,
+) -> tuple[Prompt, PromptLabel | None, PromptVersion | None, Model | None] | None:
+    """As ``resolve_run`` for the version label ``label`` points to, with the label's row
+    (None if the prompt has no such label; a split label's version is None): one query."""
+    params = _resolve_params(name, provider, model_name, default_provider) | {"label": label}
+    row = await ex.fetch_one(statements.RESOLVE_LABEL, params)
+    if row is None:
+        return None
+    found = None
+    if row["l_label"] is not None:
+        found = PromptLabel(**{key: row["l_" + column] for key, column in _ATTRIBUTES[PromptLabel]})
+    return (
+        _required(Prompt, "p_", row),
+        found,
+        _entity(PromptVersion, "v_", row),
+        _entity(Model, "m_", row),
+    )
+
+
+def _resolve_params(
+    name: str,
+    provider: ProviderName | None,
+    model_name: str | None,
+    default_provider: ProviderName,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "provider": None if provider is None else provider.value,
+        "model_name": model_name,
+        "default_provider": default_provider.value,
+    }
 
 
 async def get_execution(ex: Executor, execution_id: uuid.UUID) -> ExecutionWithContext | None:

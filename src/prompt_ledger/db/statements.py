@@ -125,7 +125,7 @@ VERSIONS_BY_NUMBERS = sa.select(*_labelled("v_", _versions.c)).where(
 """Versions ``n0`` … ``n9`` of ``prompt_id`` (one shape for any split: unused slots null)."""
 
 
-def _resolve(version_on: sa.ColumnElement[bool]) -> sa.Select[Any]:
+def _resolve(version_on: sa.ColumnElement[bool], *, via_label: bool = False) -> sa.Select[Any]:
     # A run that names no model (or no provider) takes the version config's (SPEC §9.1),
     # the provider defaulting to ``default_provider``; one query either way.
     config = _versions.c.config
@@ -142,11 +142,18 @@ def _resolve(version_on: sa.ColumnElement[bool]) -> sa.Select[Any]:
         _models.c.model_name == model_name,
         _models.c.is_active,
     )
-    return (
-        sa.select(
-            *_labelled("p_", _prompts.c), *_labelled("v_", _versions.c), *_labelled("m_", _models.c)
+    columns = [*_labelled("p_", _prompts.c), *_labelled("v_", _versions.c)]
+    columns += _labelled("m_", _models.c)
+    source: sa.FromClause = _prompts
+    if via_label:
+        columns += _labelled("l_", _labels.c)
+        label_on = sa.and_(
+            _labels.c.prompt_id == _prompts.c.id, _labels.c.label == sa.bindparam("label")
         )
-        .select_from(_prompts.outerjoin(_versions, version_on).outerjoin(_models, model_on))
+        source = _prompts.outerjoin(_labels, label_on)
+    return (
+        sa.select(*columns)
+        .select_from(source.outerjoin(_versions, version_on).outerjoin(_models, model_on))
         .where(_prompts.c.name == sa.bindparam("name"))
     )
 
@@ -163,6 +170,16 @@ RESOLVE_NUMBER = _resolve(
     )
 )
 """As ``RESOLVE_ACTIVE``, with version ``version_number`` instead of the active one."""
+
+RESOLVE_LABEL = _resolve(
+    sa.and_(
+        _versions.c.prompt_id == _prompts.c.id,
+        _versions.c.version_number == _labels.c.version_number,
+    ),
+    via_label=True,
+)
+"""As ``RESOLVE_ACTIVE``, with the version label ``label`` points to, and the label's row
+(``l_``; null columns for a missing label; a split label has no version here)."""
 
 
 def _with_context(executions: Any) -> sa.Select[Any]:

@@ -26,6 +26,7 @@ from prompt_ledger.db import repositories as repo
 from prompt_ledger.db.executor import Executor
 from prompt_ledger.db.session import Database
 from prompt_ledger.db.tables import (
+    ACTIVE_LABEL,
     FINAL_STATUSES,
     Execution,
     ExecutionMode,
@@ -230,6 +231,34 @@ def _replay(
     return ExecutionRecord(*existing, replayed=True)
 
 
+async def _resolve_target(
+    ex: Executor, request: ExecutionRequest
+) -> tuple[Prompt, PromptVersion | None, Model | None] | None:
+    """The prompt, the version the request names (a number, a label, else the active one)
+    and its model: one statement, and one more only for a split label (its variant's
+    version, once ``services.labels`` has chosen it). ``active`` is the active pointer."""
+    run = request.input
+    common: dict[str, Any] = {
+        "provider": run.provider,
+        "model_name": run.model_name,
+        "default_provider": ProviderName.OPENAI,
+    }
+    if run.label is None or run.label == ACTIVE_LABEL:
+        return await ledger.resolve_run(
+            ex, request.prompt_name, version_number=run.version, **common
+        )
+    found = await ledger.resolve_label_run(ex, request.prompt_name, label=run.label, **common)
+    if found is None:
+        return None
+    prompt, row, version, model = found
+    if row is None:
+        raise labels.label_not_found(prompt, run.label)
+    if row.split is None:
+        return prompt, version, model
+    number = labels.choose_in_split(prompt.name, run.label, row.split, run.subject)
+    return await ledger.resolve_run(ex, request.prompt_name, version_number=number, **common)
+
+
 def messages_as_text(messages: Sequence[Mapping[str, str]]) -> str:
     """A chat's rendered messages as one text (``rendered_prompt``, for search and reading):
     each as ``role: content``, separated by a blank line."""
@@ -244,22 +273,12 @@ async def _resolve(
     over the model's defaults, of which the models table has none yet); errors in the order
     the rules are listed."""
     wanted = request.input.version
-    if request.input.label is not None:
-        resolved = await labels.resolve_with(ex, request.prompt_name, label=request.input.label)
-        chosen = resolved.choose(request.input.subject)
-        # ``active`` on a prompt with only drafts: the no-active-version rule below
-        wanted = chosen.version_number if chosen is not None else None
-    found = await ledger.resolve_run(
-        ex,
-        request.prompt_name,
-        version_number=wanted,
-        provider=request.input.provider,
-        model_name=request.input.model_name,
-        default_provider=ProviderName.OPENAI,
-    )
+    found = await _resolve_target(ex, request)
     if found is None:
         raise prompts.prompt_not_found(request.prompt_name)
     prompt, version, model = found
+    if version is not None:
+        wanted = version.version_number
     if prompt.mode != request.prompt_mode:
         route = EXECUTE_ROUTE[prompt.mode].format(name=prompt.name)
         raise ModeMismatch(

@@ -155,6 +155,13 @@ async def resolve_with(
     return Resolution(prompt, label, None, split, versions)
 
 
+def choose_in_split(
+    name: str, label: str, split: Sequence[Mapping[str, int]], subject: str | None
+) -> int:
+    """The version number a run of split ``label`` (as stored) gets for ``subject``."""
+    return choose_variant(name, label, _split_of(split), subject).version
+
+
 def label_not_found(prompt: Prompt, label: str) -> NotFound:
     return NotFound(
         f"prompt '{prompt.name}' has no label '{label}'",
