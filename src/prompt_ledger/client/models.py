@@ -189,6 +189,8 @@ class Telemetry(ApiModel):
     """USD; ``None`` when no price is known or the provider reported no tokens."""
     price_source: str | None = None
     """``"model"`` (the model's pricing) or the price library and its version."""
+    time_to_first_token_ms: int | None = None
+    """Streamed runs only (SPEC §10.1)."""
 
 
 class ExecutionError(ApiModel):

@@ -94,6 +94,9 @@ class Telemetry(BaseModel):
     price_source: str | None = Field(
         description='"model" (the model\'s pricing) or the price library and its version'
     )
+    time_to_first_token_ms: int | None = Field(
+        default=None, description="streamed runs only (SPEC §10.1); null otherwise"
+    )
 
 
 class ExecutionError(BaseModel):
@@ -159,6 +162,7 @@ def _execution_out(record: ExecutionRecord) -> ExecutionOut:
             provider_request_id=e.provider_request_id,
             cost_usd=float(e.cost_usd) if e.cost_usd is not None else None,
             price_source=e.price_source,
+            time_to_first_token_ms=e.time_to_first_token_ms,
         ),
         params_dropped=e.params_dropped,
         error=ExecutionError(type=e.error_type, message=e.error_message or "")
