@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import httpx
-
 from openai import (
     DEFAULT_CONNECTION_LIMITS,
     APIConnectionError,
