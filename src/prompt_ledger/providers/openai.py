@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
+import anyio
 import httpx
 from openai import (
     DEFAULT_CONNECTION_LIMITS,
@@ -183,7 +184,10 @@ class OpenAIProvider:
                             parts.append(text)
                             yield text
             finally:
-                await chunks.close()
+                # shielded: a cancelled consumer (a client gone) must still close the
+                # connection, or the provider keeps generating for nobody
+                with anyio.CancelScope(shield=True):
+                    await chunks.close()
         except TimeoutError:
             raise self._timeout_error() from None
         except APIError as exc:

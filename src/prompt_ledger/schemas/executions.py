@@ -41,6 +41,9 @@ class ExecutionInput(StrictModel):
     provider: ProviderName = ProviderName.OPENAI
     params: Params = Field(default_factory=Params)
     metadata: JsonObject = Field(default_factory=dict)
+    # SPEC §10.1: answer as Server-Sent Events (sync runs only). Not part of the
+    # idempotency fingerprint: it changes how the answer is delivered, not what is run.
+    stream: bool = False
 
     @model_validator(mode="after")
     def _label_or_version(self) -> ExecutionInput:
@@ -61,6 +64,12 @@ class RunRequest(ExecutionInput):
 
 class TrackedExecuteRequest(ExecutionInput):
     mode: ExecutionMode = ExecutionMode.SYNC
+
+    @model_validator(mode="after")
+    def _stream_is_sync(self) -> TrackedExecuteRequest:
+        if self.stream and self.mode == ExecutionMode.ASYNC:
+            raise ValueError("`stream` is for `mode: sync` only")
+        return self
 
 
 class SubmitResponse(BaseModel):
