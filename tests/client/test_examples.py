@@ -58,6 +58,11 @@ EXPECTED = {
         "my-finetune 1 0.00000570",
         "unknown_model",
     ],
+    "streaming_runs.py": [
+        "Once upon a time\nsucceeded 4",
+        "True",
+        "provider_error 'one two'",
+    ],
 }
 
 
