@@ -277,3 +277,20 @@ async def test_tracking_execute_streams_too(http: httpx.AsyncClient) -> None:
         json={"model_name": "gpt-4o-mini", "stream": True, "mode": "async"},
     )
     assert r.status_code == 422
+
+
+async def test_client_gone_before_the_first_token(http: httpx.AsyncClient) -> None:
+    await save(http, "w", "[[stub delay=3]]")
+    async with http.stream("POST", RUN, json=body("w")) as r:
+        async for line in r.aiter_lines():
+            if line.startswith("data:"):
+                execution_id = json.loads(line[5:])["id"]
+                break
+    deadline = time.monotonic() + 2.5  # well before the stub would answer
+    execution = await row(http, execution_id)
+    while execution["status"] == "running" and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        execution = await row(http, execution_id)
+    assert execution["error"]["type"] == "client_disconnected"
+    assert execution["response_text"] is None
+    assert execution["telemetry"]["time_to_first_token_ms"] is None

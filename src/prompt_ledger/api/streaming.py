@@ -22,7 +22,12 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from prompt_ledger.db.tables import ExecutionStatus
 from prompt_ledger.schemas.executions import ExecutionOut
-from prompt_ledger.services.executions import ExecutionRecord, StreamDelta, StreamRun
+from prompt_ledger.services.executions import (
+    ExecutionRecord,
+    StreamDelta,
+    StreamOpened,
+    StreamRun,
+)
 
 REPLAYED = {"Idempotent-Replayed": "true"}
 PING_INTERVAL_S = 15  # keeps proxies from closing an idle stream (a slow first token)
@@ -44,12 +49,14 @@ def stream_response(outcome: StreamRun | ExecutionRecord) -> Response:
 
 
 async def _events(run: StreamRun) -> AsyncIterator[ServerSentEvent]:
-    execution = run.record.execution
-    yield _event("execution", {"id": str(execution.id), "status": execution.status.value})
     # aclosing: when the client goes away while this generator is suspended, the service's
     # generator is closed too (it ends the provider call and records the disconnect)
     async with contextlib.aclosing(run.events) as events:  # type: ignore[type-var]
         async for event in events:
+            if isinstance(event, StreamOpened):
+                execution = event.record.execution
+                yield _event("execution", {"id": str(execution.id), "status": execution.status})
+                continue
             if isinstance(event, StreamDelta):
                 yield _event("delta", {"text": event.text})
                 continue

@@ -174,7 +174,14 @@ class StreamFinished:
     record: ExecutionRecord
 
 
-StreamEvent = StreamDelta | StreamFinished
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    """The first event: the row is committed (``running``)."""
+
+    record: ExecutionRecord
+
+
+StreamEvent = StreamOpened | StreamDelta | StreamFinished
 
 
 @dataclass(slots=True)
@@ -221,6 +228,8 @@ async def _stream_events(
     )
     values: dict[str, Any]
     try:
+        # inside the try: a client gone while this first event is sent is a disconnect too
+        yield StreamOpened(record)
         end: StreamEnd | None = None
         async for item in upstream:
             if isinstance(item, StreamEnd):
