@@ -29,7 +29,7 @@ from prompt_ledger.services.executions import (
     StreamRun,
 )
 
-REPLAYED = {"Idempotent-Replayed": "true"}
+REPLAYED = {"Idempotent-Replayed": "true"}  # every idempotent replay, streamed or not
 PING_INTERVAL_S = 15  # keeps proxies from closing an idle stream (a slow first token)
 
 

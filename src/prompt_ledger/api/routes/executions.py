@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from prompt_ledger.api.deps import RuntimeDep, SessionDep
 from prompt_ledger.api.errors import error_responses
-from prompt_ledger.api.streaming import stream_response
+from prompt_ledger.api.streaming import REPLAYED, stream_response
 from prompt_ledger.db.tables import ExecutionMode, ExecutionStatus, PromptMode
 from prompt_ledger.errors import BadRequest
 from prompt_ledger.schemas.common import PromptName
@@ -33,7 +33,6 @@ IdempotencyHeader = Annotated[
     str | None,
     Header(alias="Idempotency-Key", description="1-255 printable ASCII; replays the first answer"),
 ]
-REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 # Body fields added after idempotency keys were in use (SPEC §9.2). Left out of the
