@@ -64,6 +64,11 @@ EXPECTED = {
         "2",
         "True Hi Bo, we will reply soon.",
     ],
+    "streaming_runs.py": [
+        "Once upon a time\nsucceeded 4",
+        "True",
+        "provider_error 'one two'",
+    ],
 }
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from prompt_ledger.config import Settings
 from prompt_ledger.providers import ProviderError, ProviderErrorKind, ProviderResult
-from prompt_ledger.providers.base import Provider
+from prompt_ledger.providers.base import Provider, StreamEnd
 from prompt_ledger.providers.openai import (
     OpenAIProvider,
     _result_from_json,
@@ -469,3 +469,78 @@ class TestStubDirectives:
             assert stub_stats(base_url)["calls"] == 1
 
         assert result.response_text == "echo: apart"
+
+
+class TestStream:
+    """``stream()``: the SDK's streaming against the stub's SSE chunks."""
+
+    async def _collect(
+        self, provider: OpenAIProvider, prompt: str | list[dict[str, str]], **kw: object
+    ) -> tuple[list[str], StreamEnd]:
+        deltas: list[str] = []
+        end: StreamEnd | None = None
+        async for item in provider.stream(prompt, model=MODEL, params=NO_PARAMS, **kw):  # type: ignore[arg-type]
+            if isinstance(item, StreamEnd):
+                end = item
+            else:
+                deltas.append(item)
+        assert end is not None
+        return deltas, end
+
+    async def test_deltas_then_the_end_with_usage(
+        self, provider: OpenAIProvider, stub_url: str
+    ) -> None:
+        deltas, end = await self._collect(provider, 'hi [[stub reply="one two three"]]')
+        assert deltas == ["one", " two", " three"]
+        assert end.result.response_text == "one two three"
+        assert (end.result.prompt_tokens, end.result.response_tokens) == (1, 3)
+        assert end.finish_reason == "stop"
+        assert end.result.provider_request_id is not None
+        body = stub_stats(stub_url)["last_body"]
+        assert body["stream"] is True
+        assert body["stream_options"] == {"include_usage": True}
+
+    async def test_chat_messages_params_and_response_format_are_sent(
+        self, provider: OpenAIProvider, stub_url: str
+    ) -> None:
+        messages = [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": '[[stub reply="ok"]]'},
+        ]
+        deltas, _ = await self._collect(provider, messages, response_format={"type": "json_object"})
+        assert deltas == ["ok"]
+        body = stub_stats(stub_url)["last_body"]
+        assert body["messages"] == messages
+        assert body["response_format"] == {"type": "json_object"}
+
+    async def test_error_before_the_first_chunk(self, provider: OpenAIProvider) -> None:
+        with pytest.raises(ProviderError) as caught:
+            await self._collect(provider, "[[stub status=503]]")
+        assert caught.value.kind == ProviderErrorKind.PROVIDER_ERROR
+        assert caught.value.status_code == 503
+
+    async def test_broken_stream_raises_after_the_first_deltas(
+        self, provider: OpenAIProvider
+    ) -> None:
+        deltas: list[str] = []
+        with pytest.raises(ProviderError) as caught:
+            async for item in provider.stream(
+                '[[stub reply="a b c d" fault=reset]]', model=MODEL, params=NO_PARAMS
+            ):
+                assert isinstance(item, str)
+                deltas.append(item)
+        assert deltas == ["a", " b"]
+        assert caught.value.kind == ProviderErrorKind.PROVIDER_ERROR
+
+    async def test_closing_early_closes_the_provider_connection(
+        self, provider: OpenAIProvider, stub_url: str
+    ) -> None:
+        stream = provider.stream(
+            '[[stub reply="a b c d e f" chunk_delay=0.2]]', model=MODEL, params=NO_PARAMS
+        )
+        assert await anext(stream) == "a"
+        await stream.aclose()  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 3
+        while stub_stats(stub_url)["streams_disconnected"] != 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert stub_stats(stub_url)["streams_disconnected"] == 1

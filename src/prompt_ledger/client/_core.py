@@ -9,6 +9,7 @@ client runs it with ``httpx.Client`` and ``time.sleep`` and the async client wit
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -61,6 +62,11 @@ from prompt_ledger.client.models import (
     RegisteredPrompt,
     ResolvedVersion,
     SavedPrompt,
+    StreamDelta,
+    StreamDone,
+    StreamEvent,
+    StreamFailed,
+    StreamStarted,
     Submission,
     Version,
 )
@@ -285,6 +291,73 @@ def execution_body(
     if metadata:
         body["metadata"] = dict(metadata)
     return body
+
+
+def stream_run_call(
+    prompt_name: str,
+    *,
+    model_name: str | None,
+    variables: Mapping[str, Any] | None,
+    version: int | None,
+    provider: str | None,
+    params: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None,
+    idempotency_key: str | None,
+    label: str | None,
+    subject: str | None,
+) -> Call:
+    """``executions:run`` with ``stream: true`` (SPEC §10.1)."""
+    body = execution_body(
+        variables=variables,
+        model_name=model_name,
+        version=version,
+        provider=provider,
+        params=params,
+        metadata=metadata,
+        label=label,
+        subject=subject,
+    )
+    return Call(
+        "POST",
+        "/v1/executions:run",
+        json={"prompt_name": prompt_name, **body, "stream": True},
+        headers={"Accept": "text/event-stream", **idempotency(idempotency_key)},
+    )
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    """False for an idempotent replay, which the server answers as the execution's JSON."""
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.startswith("text/event-stream")
+
+
+def replayed_stream(response: httpx.Response) -> StreamDone:
+    execution = parse(Execution, response).model_copy(update={"replayed": replayed(response)})
+    return StreamDone(execution=execution)
+
+
+def stream_event(response: httpx.Response, event: str, data: str) -> StreamEvent | None:
+    """One SSE event as the client's model; None for an event this client does not know
+    (a newer server's), which is skipped."""
+    try:
+        payload = json.loads(data)
+        if event == "execution":
+            return StreamStarted.model_validate(payload)
+        if event == "delta":
+            return StreamDelta.model_validate(payload)
+        if event == "done":
+            return StreamDone(execution=Execution.model_validate(payload))
+        if event == "error":
+            error = payload["error"]
+            raw = (error.get("details") or {}).get("execution")
+            return StreamFailed(
+                code=error["code"],
+                message=error["message"],
+                execution=Execution.model_validate(raw) if raw is not None else None,
+            )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise unexpected(response, f"a valid {event!r} event", exc) from exc
+    return None
 
 
 def split_body(split: SplitSpec) -> list[dict[str, int]]:

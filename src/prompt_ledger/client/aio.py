@@ -14,7 +14,9 @@ from types import ModuleType, TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
 import httpx
+from httpx_sse import EventSource
 
+from prompt_ledger.client import _core
 from prompt_ledger.client._core import (
     DEFAULT_TIMEOUT,
     Call,
@@ -28,7 +30,11 @@ from prompt_ledger.client._core import (
     VersionChoice,
 )
 from prompt_ledger.client.cache import CachedPrompt, cache_key
-from prompt_ledger.client.errors import TransportError, error_from_transport
+from prompt_ledger.client.errors import (
+    TransportError,
+    error_from_response,
+    error_from_transport,
+)
 from prompt_ledger.client.models import (
     Analytics,
     AnalyticsMode,
@@ -49,6 +55,7 @@ from prompt_ledger.client.models import (
     PromptSummary,
     RegisteredPrompt,
     SavedPrompt,
+    StreamEvent,
     Submission,
     Version,
 )
@@ -294,6 +301,57 @@ class AsyncPromptLedger(ClientBase):
                 subject=subject,
             )
         )
+
+    async def stream_run(
+        self,
+        prompt_name: str,
+        *,
+        model_name: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        version: int | None = None,
+        provider: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        label: str | None = None,
+        subject: str | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """See :meth:`PromptLedger.stream_run`; use with ``async for`` (leaving the loop
+        early hangs up: close the generator, e.g. with ``contextlib.aclosing``)."""
+        call = _core.stream_run_call(
+            prompt_name,
+            model_name=model_name,
+            variables=variables,
+            version=version,
+            provider=provider,
+            params=params,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+            label=label,
+            subject=subject,
+        )
+        request = self._http.build_request(**self._request_args(call))
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise error_from_transport(exc, str(request.url)) from exc
+        try:
+            if not response.is_success:
+                await response.aread()
+                raise error_from_response(response)
+            if not _core.is_event_stream(response):
+                await response.aread()
+                yield _core.replayed_stream(response)
+                return
+            try:
+                async for sse in EventSource(response).aiter_sse():
+                    event = _core.stream_event(response, sse.event, sse.data)
+                    if event is not None:
+                        yield event
+            except httpx.TransportError as exc:
+                raise error_from_transport(exc, str(request.url)) from exc
+        finally:
+            await response.aclose()
 
     async def submit(
         self,

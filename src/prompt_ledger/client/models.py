@@ -207,6 +207,8 @@ class Telemetry(ApiModel):
     """USD; ``None`` when no price is known or the provider reported no tokens."""
     price_source: str | None = None
     """``"model"`` (the model's pricing) or the price library and its version."""
+    time_to_first_token_ms: int | None = None
+    """Streamed runs only (SPEC §10.1)."""
 
 
 class ExecutionError(ApiModel):
@@ -386,3 +388,43 @@ class Health(ApiModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
     status: str
+
+
+# --- streamed runs (SPEC §10.1) -----------------------------------------------------------
+
+
+class StreamStarted(ApiModel):
+    """The first event: the execution row is recorded (``running``)."""
+
+    event: Literal["execution"] = "execution"
+    id: uuid.UUID
+    status: ExecutionStatus
+
+
+class StreamDelta(ApiModel):
+    """A piece of the answer, as the provider streamed it."""
+
+    event: Literal["delta"] = "delta"
+    text: str
+
+
+class StreamDone(ApiModel):
+    """The last event of a successful stream: the execution as ``get_execution`` returns it
+    (also the only event of an idempotent replay, with ``execution.replayed`` set)."""
+
+    event: Literal["done"] = "done"
+    execution: Execution
+
+
+class StreamFailed(ApiModel):
+    """The last event of a failed stream (the provider failed or the stream broke off): the
+    error (``code`` is the execution's ``error.type``) and the ``failed`` execution, which
+    keeps the text received before the failure."""
+
+    event: Literal["error"] = "error"
+    code: str
+    message: str
+    execution: Execution | None = None
+
+
+StreamEvent = StreamStarted | StreamDelta | StreamDone | StreamFailed

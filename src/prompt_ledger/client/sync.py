@@ -11,7 +11,9 @@ from types import ModuleType, TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
 import httpx
+from httpx_sse import EventSource
 
+from prompt_ledger.client import _core
 from prompt_ledger.client._core import (
     DEFAULT_TIMEOUT,
     Call,
@@ -25,7 +27,11 @@ from prompt_ledger.client._core import (
     VersionChoice,
 )
 from prompt_ledger.client.cache import CachedPrompt, cache_key
-from prompt_ledger.client.errors import TransportError, error_from_transport
+from prompt_ledger.client.errors import (
+    TransportError,
+    error_from_response,
+    error_from_transport,
+)
 from prompt_ledger.client.models import (
     Analytics,
     AnalyticsMode,
@@ -46,6 +52,7 @@ from prompt_ledger.client.models import (
     PromptSummary,
     RegisteredPrompt,
     SavedPrompt,
+    StreamEvent,
     Submission,
     Version,
 )
@@ -555,6 +562,71 @@ class PromptLedger(ClientBase):
                 subject=subject,
             )
         )
+
+    def stream_run(
+        self,
+        prompt_name: str,
+        *,
+        model_name: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        version: int | None = None,
+        provider: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        label: str | None = None,
+        subject: str | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Run a full-mode prompt streaming (``executions:run`` with ``stream: true``, SPEC
+        §10.1): yields :class:`StreamStarted` (the row's id), :class:`StreamDelta` pieces of
+        the answer as they arrive, then :class:`StreamDone` (the execution) or
+        :class:`StreamFailed` (the failed execution keeps the partial text). Arguments as
+        :meth:`run`; bad input raises as :meth:`run` does, before any event.
+
+        Leaving the loop early (``break``, or closing the generator) hangs up: the server
+        ends the provider call and records the execution as ``client_disconnected``. An
+        idempotent replay yields only a :class:`StreamDone` (``execution.replayed``).
+
+        Example::
+
+            for event in client.stream_run("welcome", variables={"name": "Ada"}):
+                if isinstance(event, StreamDelta):
+                    print(event.text, end="", flush=True)
+        """
+        call = _core.stream_run_call(
+            prompt_name,
+            model_name=model_name,
+            variables=variables,
+            version=version,
+            provider=provider,
+            params=params,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+            label=label,
+            subject=subject,
+        )
+        request = self._http.build_request(**self._request_args(call))
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise error_from_transport(exc, str(request.url)) from exc
+        try:
+            if not response.is_success:
+                response.read()
+                raise error_from_response(response)
+            if not _core.is_event_stream(response):
+                response.read()
+                yield _core.replayed_stream(response)
+                return
+            try:
+                for sse in EventSource(response).iter_sse():
+                    event = _core.stream_event(response, sse.event, sse.data)
+                    if event is not None:
+                        yield event
+            except httpx.TransportError as exc:
+                raise error_from_transport(exc, str(request.url)) from exc
+        finally:
+            response.close()
 
     def submit(
         self,

@@ -373,6 +373,7 @@ FINISH_COLUMNS = (
     "completed_at",
     "cost_usd",
     "price_source",
+    "time_to_first_token_ms",
 )
 """What every final outcome writes (the caller passes the row as it will read)."""
 

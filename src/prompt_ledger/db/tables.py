@@ -266,6 +266,8 @@ class Execution(Base):
     # where the price came from ("model", or the price library and its version).
     cost_usd: Mapped[Decimal | None] = mapped_column(COST)
     price_source: Mapped[str | None] = mapped_column(sa.String(64))
+    # Streamed runs only (SPEC §10.1): from the provider call's start to its first text delta.
+    time_to_first_token_ms: Mapped[int | None]
 
 
 class PromptEvent(Base):

@@ -6,6 +6,8 @@ from prompt_ledger.providers.base import (
     ProviderError,
     ProviderErrorKind,
     ProviderResult,
+    StreamEnd,
+    StreamItem,
 )
 
 __all__ = [
@@ -14,4 +16,6 @@ __all__ = [
     "ProviderError",
     "ProviderErrorKind",
     "ProviderResult",
+    "StreamEnd",
+    "StreamItem",
 ]

@@ -7,7 +7,7 @@ exceptions into :class:`ProviderError` so that the retry policy can be decided f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -75,6 +75,22 @@ class ProviderResult:
     cached_prompt_tokens: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The last item of a provider stream: what the stream delivered in all.
+
+    ``result.response_text`` is the whole text (the deltas joined), the token counts are the
+    usage chunk's (None without one), ``latency_ms`` runs to the end of the stream.
+    """
+
+    result: ProviderResult
+    finish_reason: str | None = None
+
+
+StreamItem = str | StreamEnd
+"""A text delta (non-empty), or the stream's end (always last, exactly once)."""
+
+
 class MappedParams(NamedTuple):
     """Spec params translated by one provider's ``map_params``.
 
@@ -117,6 +133,19 @@ class Provider(Protocol):
         spec params, or what this provider's :meth:`map_params` made of them;
         ``response_format`` (a version config's) is passed through as given.
         """
+        ...
+
+    def stream(
+        self,
+        prompt: str | Sequence[Mapping[str, str]],
+        *,
+        model: str,
+        params: Mapping[str, Any] | MappedParams,
+        response_format: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[StreamItem]:
+        """Call the provider once, streaming: text deltas as they arrive, then a
+        :class:`StreamEnd`. Raises :class:`ProviderError` before or during the stream.
+        Closing the iterator early (``aclose``) ends the provider call (its connection)."""
         ...
 
     async def aclose(self) -> None:

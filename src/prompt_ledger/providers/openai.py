@@ -22,10 +22,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import aiohttp
+import anyio
+import httpx
 from openai import (
     DEFAULT_CONNECTION_LIMITS,
     APIConnectionError,
@@ -43,10 +46,14 @@ from prompt_ledger.providers.base import (
     ProviderError,
     ProviderErrorKind,
     ProviderResult,
+    StreamEnd,
+    StreamItem,
     redact,
 )
 
 if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+
     from prompt_ledger.config import Settings
 
 # Spec param name -> chat-completions field. Anything else (top_k, repetition_penalty, unknown
@@ -108,21 +115,7 @@ class OpenAIProvider:
         params: Mapping[str, Any] | MappedParams,
         response_format: Mapping[str, Any] | None = None,
     ) -> ProviderResult:
-        if self._api_key is None:
-            raise ProviderError(ProviderErrorKind.AUTH_ERROR, _MISSING_KEY_MESSAGE)
-        entry = self._async_clients.get(asyncio.get_running_loop())
-        client = entry.client if entry is not None else await self._open_async_client()
-        sent = params.sent if isinstance(params, MappedParams) else self.map_params(params).sent
-        body: dict[str, Any] = {
-            "model": model,
-            # A text version is one user message (SPEC §7); a chat version its messages.
-            "messages": [{"role": "user", "content": prompt}]
-            if isinstance(prompt, str)
-            else [dict(message) for message in prompt],
-            **sent,
-        }
-        if response_format is not None:
-            body["response_format"] = dict(response_format)
+        client, body = await self._prepare(prompt, model, params, response_format)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -139,6 +132,107 @@ class OpenAIProvider:
             # ``from None``: the SDK exception's text may quote the key; keep it out of tracebacks.
             raise self._error_from(exc) from None
         return _result_from_json(answer, _elapsed_ms(started))
+
+    async def stream(
+        self,
+        prompt: str | Sequence[Mapping[str, str]],
+        *,
+        model: str,
+        params: Mapping[str, Any] | MappedParams,
+        response_format: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[StreamItem]:
+        """The SDK's streaming chat completion (``stream=True`` with
+        ``stream_options.include_usage``, so the last chunk carries the token counts).
+
+        ``PROVIDER_TIMEOUT_S`` bounds the wait for each chunk (the first included), not the
+        whole stream, which may legitimately run longer than any single answer. Closing this
+        generator early closes the SDK stream, i.e. the provider's connection.
+        """
+        client, body = await self._prepare(prompt, model, params, response_format)
+        messages = cast("list[ChatCompletionMessageParam]", body.pop("messages"))
+        body.pop("model")
+        started = time.perf_counter()
+        parts: list[str] = []
+        usage: Any = None
+        finish: str | None = None
+        request_id: str | None = None
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                chunks = await client.chat.completions.create(
+                    model=model,
+                    messages=messages,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    extra_body=body or None,
+                )
+            try:
+                iterator = chunks.__aiter__()
+                while True:
+                    try:
+                        async with asyncio.timeout(self._timeout_s):
+                            chunk: ChatCompletionChunk = await anext(iterator)
+                    except StopAsyncIteration:
+                        break
+                    request_id = request_id or chunk.id
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    for choice in chunk.choices[:1]:
+                        if choice.finish_reason is not None:
+                            finish = choice.finish_reason
+                        text = choice.delta.content
+                        if text:
+                            parts.append(text)
+                            yield text
+            finally:
+                # shielded: a cancelled consumer (a client gone) must still close the
+                # connection, or the provider keeps generating for nobody
+                with anyio.CancelScope(shield=True):
+                    await chunks.close()
+        except TimeoutError:
+            raise self._timeout_error() from None
+        except APIError as exc:
+            raise self._error_from(exc) from None
+        except (httpx.HTTPError, aiohttp.ClientError) as exc:
+            # a stream cut mid-way: the transport's error, past the SDK's request handling
+            message = redact(
+                f"the provider's stream broke off: {type(exc).__name__}: {exc}", [self._api_key]
+            )[:_MAX_ERROR_MESSAGE]
+            raise ProviderError(ProviderErrorKind.PROVIDER_ERROR, message) from None
+        details = getattr(usage, "prompt_tokens_details", None)
+        result = _checked(
+            "".join(parts),
+            getattr(usage, "prompt_tokens", None),
+            getattr(usage, "completion_tokens", None),
+            _elapsed_ms(started),
+            request_id,
+            cached_prompt_tokens=getattr(details, "cached_tokens", None),
+        )
+        yield StreamEnd(result, finish)
+
+    async def _prepare(
+        self,
+        prompt: str | Sequence[Mapping[str, str]],
+        model: str,
+        params: Mapping[str, Any] | MappedParams,
+        response_format: Mapping[str, Any] | None,
+    ) -> tuple[AsyncOpenAI, dict[str, Any]]:
+        """This loop's client and the chat-completions body (for either call)."""
+        if self._api_key is None:
+            raise ProviderError(ProviderErrorKind.AUTH_ERROR, _MISSING_KEY_MESSAGE)
+        entry = self._async_clients.get(asyncio.get_running_loop())
+        client = entry.client if entry is not None else await self._open_async_client()
+        sent = params.sent if isinstance(params, MappedParams) else self.map_params(params).sent
+        body: dict[str, Any] = {
+            "model": model,
+            # A text version is one user message (SPEC §7); a chat version its messages.
+            "messages": [{"role": "user", "content": prompt}]
+            if isinstance(prompt, str)
+            else [dict(message) for message in prompt],
+            **sent,
+        }
+        if response_format is not None:
+            body["response_format"] = dict(response_format)
+        return client, body
 
     async def aclose(self) -> None:
         """Close every pooled client: this loop's now, other live loops' on their own loop."""

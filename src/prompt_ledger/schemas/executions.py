@@ -41,6 +41,9 @@ class ExecutionInput(StrictModel):
     provider: ProviderName = ProviderName.OPENAI
     params: Params = Field(default_factory=Params)
     metadata: JsonObject = Field(default_factory=dict)
+    # SPEC §10.1: answer as Server-Sent Events (sync runs only). Not part of the
+    # idempotency fingerprint: it changes how the answer is delivered, not what is run.
+    stream: bool = False
 
     @model_validator(mode="after")
     def _label_or_version(self) -> ExecutionInput:
@@ -61,6 +64,12 @@ class RunRequest(ExecutionInput):
 
 class TrackedExecuteRequest(ExecutionInput):
     mode: ExecutionMode = ExecutionMode.SYNC
+
+    @model_validator(mode="after")
+    def _stream_is_sync(self) -> TrackedExecuteRequest:
+        if self.stream and self.mode == ExecutionMode.ASYNC:
+            raise ValueError("`stream` is for `mode: sync` only")
+        return self
 
 
 class SubmitResponse(BaseModel):
@@ -93,6 +102,9 @@ class Telemetry(BaseModel):
     )
     price_source: str | None = Field(
         description='"model" (the model\'s pricing) or the price library and its version'
+    )
+    time_to_first_token_ms: int | None = Field(
+        default=None, description="streamed runs only (SPEC §10.1); null otherwise"
     )
 
 
@@ -159,6 +171,7 @@ def _execution_out(record: ExecutionRecord) -> ExecutionOut:
             provider_request_id=e.provider_request_id,
             cost_usd=float(e.cost_usd) if e.cost_usd is not None else None,
             price_source=e.price_source,
+            time_to_first_token_ms=e.time_to_first_token_ms,
         ),
         params_dropped=e.params_dropped,
         error=ExecutionError(type=e.error_type, message=e.error_message or "")

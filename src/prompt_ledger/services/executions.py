@@ -10,13 +10,15 @@ nothing. No transaction is open while a provider is called.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
@@ -47,7 +49,14 @@ from prompt_ledger.errors import (
     ValidationFailed,
 )
 from prompt_ledger.logging import get_logger
-from prompt_ledger.providers.base import MappedParams, Provider, ProviderError, ProviderResult
+from prompt_ledger.providers.base import (
+    MappedParams,
+    Provider,
+    ProviderError,
+    ProviderErrorKind,
+    ProviderResult,
+    StreamEnd,
+)
 from prompt_ledger.services import (
     analytics,
     costs,
@@ -112,6 +121,7 @@ class ExecutionRequest:
     execution_mode: ExecutionMode
     input: RunInput
     idempotency: IdempotencyKey | None = None
+    stream: bool = False  # SPEC §10.1: sync runs only, on a model with supports_streaming
 
 
 @dataclass(slots=True)
@@ -150,6 +160,147 @@ async def run_sync(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
     return record
 
 
+@dataclass(frozen=True, slots=True)
+class StreamDelta:
+    """A piece of the answer, as the provider streamed it."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFinished:
+    """The stream's end: the execution as recorded (``succeeded``, or ``failed`` with its
+    error and the text received before the failure)."""
+
+    record: ExecutionRecord
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    """The first event: the row is committed (``running``)."""
+
+    record: ExecutionRecord
+
+
+StreamEvent = StreamOpened | StreamDelta | StreamFinished
+
+
+@dataclass(slots=True)
+class StreamRun:
+    """A streamed sync run whose row is committed (``running``); iterate :attr:`events`."""
+
+    record: ExecutionRecord
+    events: AsyncIterator[StreamEvent]
+
+
+async def start_stream(rt: Runtime, request: ExecutionRequest) -> StreamRun | ExecutionRecord:
+    """Validate, render and insert exactly as :func:`run_sync` (every bad input raises
+    here, before a row or a byte of the stream); an idempotent replay is the recorded
+    execution instead (SPEC §10.1: answered as JSON, not a new stream)."""
+    record, mapped = await _create(rt, request)
+    if mapped is None:
+        return record
+    return StreamRun(record, _stream_events(rt, record, mapped))
+
+
+async def _stream_events(
+    rt: Runtime, record: ExecutionRecord, mapped: MappedParams
+) -> AsyncIterator[StreamEvent]:
+    """Call the provider streaming, pass its deltas on, and finish the row like a sync run
+    (the same group-committed finish), with ``time_to_first_token_ms``.
+
+    A consumer that goes away (the generator is cancelled or closed mid-stream) ends the
+    provider call; the row is then ``failed`` with ``client_disconnected`` and the text
+    received so far, written shielded from the cancellation.
+    """
+    execution, model = record.execution, record.model
+    provider = rt.providers[model.provider]
+    prompt: str | list[dict[str, str]] = (
+        execution.rendered_prompt
+        if execution.rendered_messages is None
+        else execution.rendered_messages
+    )
+    response_format = (record.version.config or {}).get("response_format")
+    parts: list[str] = []
+    first_token_ms: int | None = None
+    started = time.perf_counter()
+    upstream = provider.stream(
+        prompt, model=model.model_name, params=mapped, response_format=response_format
+    )
+    values: dict[str, Any]
+    try:
+        # inside the try: a client gone while this first event is sent is a disconnect too
+        yield StreamOpened(record)
+        end: StreamEnd | None = None
+        async for item in upstream:
+            if isinstance(item, StreamEnd):
+                end = item
+                continue
+            if first_token_ms is None:
+                first_token_ms = _elapsed_ms(started)
+            parts.append(item)
+            yield StreamDelta(item)
+        if end is None:  # an adapter that broke its contract
+            raise ProviderError(
+                ProviderErrorKind.PROVIDER_ERROR, "the provider's stream ended without its end"
+            )
+        cost = costs.execution_cost(
+            model,
+            prompt_tokens=end.result.prompt_tokens,
+            response_tokens=end.result.response_tokens,
+            cached_prompt_tokens=end.result.cached_prompt_tokens,
+            at=execution.started_at,
+        )
+        values = _success(end.result) | {
+            "cost_usd": cost.cost_usd,
+            "price_source": cost.price_source,
+        }
+    except ProviderError as exc:
+        values = _failure(exc.kind.value, exc.message, started)
+    except (asyncio.CancelledError, GeneratorExit):
+        values = _failure(
+            "client_disconnected", "the client disconnected before the stream ended", started
+        )
+        with anyio.CancelScope(shield=True):
+            await upstream.aclose()  # type: ignore[attr-defined]
+            await _finish_stream(rt, record, values, parts, first_token_ms)
+        raise
+    except Exception as exc:
+        log.exception("provider_stream_crashed", model=model.model_name)
+        values = _failure("internal", f"unexpected error: {type(exc).__name__}", started)
+    with anyio.CancelScope(shield=True):
+        await _finish_stream(rt, record, values, parts, first_token_ms)
+    yield StreamFinished(record)
+
+
+async def _finish_stream(
+    rt: Runtime,
+    record: ExecutionRecord,
+    values: dict[str, Any],
+    parts: list[str],
+    first_token_ms: int | None,
+) -> None:
+    """Write a stream's outcome (a failure keeps the text received) as :func:`run_sync`
+    writes its attempt, and update ``record`` to what the ledger holds."""
+    if values["status"] == ExecutionStatus.FAILED and parts:
+        values["response_text"] = truncate_utf8("".join(parts), MAX_RESPONSE_BYTES)[0]
+    values["time_to_first_token_ms"] = first_token_ms
+    execution = record.execution
+    if not await _write_attempt(rt.db, execution, values):
+        async with rt.db.ledger() as ex:
+            fresh = await ledger.get_execution(ex, execution.id)
+        assert fresh is not None
+        record.execution = fresh[0]
+        return
+    for name, value in values.items():
+        setattr(execution, name, value)
+    _log_finished(record)
+
+
+def _elapsed_ms(started: float) -> int:
+    return max(0, round((time.perf_counter() - started) * 1000))
+
+
 async def submit(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
     """Commit a ``queued`` row, then publish its id (never before the commit)."""
     record, _ = await _create(rt, request)
@@ -173,6 +324,11 @@ async def _create(
         if key is not None and (existing := await ledger.get_execution_by_key(ex, key.key)):
             return _replay(existing, key, sync=sync), None
         prompt, version, model, params = await _resolve(ex, request)
+    if request.stream and not model.supports_streaming:
+        raise ValidationFailed(
+            f"model '{model.model_name}' does not support streaming; run it without `stream`",
+            details={"field": "stream", "model_name": model.model_name},
+        )
     if version.variables_schema is not None:
         variables.validate(version.variables_schema, request.input.variables)
     messages: list[dict[str, str]] | None = None

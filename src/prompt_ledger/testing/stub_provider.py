@@ -40,6 +40,20 @@ unknown name is answered with HTTP 400 so that typos do not pass silently:
   ``choices`` (a "compatible" server that answers nonsense).
 * ``retry_after=S`` — error answers carry a ``Retry-After: S`` header (as OpenAI's 429s do).
 
+Streaming (a request with ``"stream": true``): the reply is sent as OpenAI's SSE
+``chat.completion.chunk`` frames — a first chunk with the assistant role, one chunk per piece of
+the reply (a word with its leading whitespace), a chunk carrying ``finish_reason``, a usage chunk
+(``choices: []``) when ``stream_options.include_usage`` is set, then ``data: [DONE]``. ``status``
+(and ``fail``) answer the HTTP error before any chunk, exactly as without streaming.
+
+* ``chunk_delay=S`` — wait S seconds between two chunks (``delay`` still delays the headers).
+* ``fault=reset`` — the stream is cut (connection dropped) after half of the reply's pieces.
+* ``fault=hang`` — the headers and the first half of the pieces, then nothing until the client
+  disconnects.
+
+``/stats`` also counts ``streams`` (started), ``streams_completed`` and ``streams_disconnected``
+(the client went away before ``[DONE]``), so tests can see a client end the provider call.
+
 Run it: ``python -m prompt_ledger.testing.stub_provider --port 8900``, or
 :func:`serve_in_thread` / :func:`serve_in_subprocess` from Python.
 """
@@ -88,6 +102,7 @@ _KNOWN = frozenset(
         "fault",
         "retry_after",
         "cached",
+        "chunk_delay",
     }
 )
 _FAULTS = frozenset({"hang", "reset", "malformed", "nochoices"})
@@ -143,6 +158,9 @@ class StubState:
     last_path: str | None = None
     last_body: Any = None
     last_headers: dict[str, str] = field(default_factory=dict)
+    streams: int = 0
+    streams_completed: int = 0
+    streams_disconnected: int = 0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -155,6 +173,9 @@ class StubState:
             "last_path": self.last_path,
             "last_body": self.last_body,
             "last_headers": dict(self.last_headers),
+            "streams": self.streams,
+            "streams_completed": self.streams_completed,
+            "streams_disconnected": self.streams_disconnected,
         }
 
 
@@ -215,6 +236,9 @@ class StubApp:
             extra = [(b"x-request-id", f"req_{secrets.token_hex(12)}".encode())]
             if status != 200 and "retry_after" in directives:
                 extra.append((b"retry-after", directives["retry_after"].encode()))
+            if status == 200 and body.get("stream") is True:
+                await self._stream(body, directives, payload, fault, receive, send, extra)
+                return
             if fault == "hang" and status != 400:
                 status = 0  # never answered
                 await _wait_for_disconnect(receive)
@@ -299,6 +323,87 @@ class StubApp:
                     "cached_tokens": int(directives["cached"])
                 }
         return 200, completion
+
+    async def _stream(
+        self,
+        body: dict[str, Any],
+        directives: dict[str, str],
+        completion: dict[str, Any],
+        fault: str | None,
+        receive: Receive,
+        send: Send,
+        extra_headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """The completion as SSE chunks (see the module docstring)."""
+        state = self.state
+        state.streams += 1
+        try:
+            chunk_delay = float(directives.get("chunk_delay", "0"))
+        except ValueError as exc:
+            await _send_json(send, 400, _error_body(f"stub: bad directive value: {exc}", 400))
+            return
+        disconnected = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected.set()
+
+        watcher = asyncio.create_task(watch())
+        choice = completion["choices"][0]
+        pieces = re.findall(r"\s*\S+", choice["message"]["content"]) or [""]
+        base = {
+            "id": completion["id"],
+            "object": "chat.completion.chunk",
+            "created": completion["created"],
+            "model": completion["model"],
+            "system_fingerprint": None,
+        }
+
+        def frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            chunk = {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+            return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
+
+        frames = [frame({"role": "assistant", "content": ""})]
+        frames += [frame({"content": piece}) for piece in pieces]
+        cut_after = 1 + len(pieces) // 2 if fault in ("reset", "hang") else None
+        frames.append(frame({}, choice["finish_reason"]))
+        include_usage = (body.get("stream_options") or {}).get("include_usage") is True
+        if include_usage and "usage" in completion:
+            usage = {**base, "choices": [], "usage": completion["usage"]}
+            frames.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
+        frames.append(b"data: [DONE]\n\n")
+        headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            *extra_headers,
+        ]
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            for n, data in enumerate(frames):
+                if cut_after is not None and n == cut_after:
+                    if fault == "hang":
+                        await disconnected.wait()
+                        state.streams_disconnected += 1
+                        return
+                    raise _ConnectionReset
+                if n > 1 and chunk_delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(chunk_delay):
+                            await disconnected.wait()
+                if disconnected.is_set():
+                    state.streams_disconnected += 1
+                    return
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            state.streams_completed += 1
+        finally:
+            watcher.cancel()
 
 
 def _scripted_fault(directives: dict[str, str], state: StubState, prompt: str) -> str | None:

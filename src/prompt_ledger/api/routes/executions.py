@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from prompt_ledger.api.deps import RuntimeDep, SessionDep
 from prompt_ledger.api.errors import error_responses
+from prompt_ledger.api.streaming import REPLAYED, stream_response
 from prompt_ledger.db.tables import ExecutionMode, ExecutionStatus, PromptMode
 from prompt_ledger.errors import BadRequest
 from prompt_ledger.schemas.common import PromptName
@@ -32,7 +33,6 @@ IdempotencyHeader = Annotated[
     str | None,
     Header(alias="Idempotency-Key", description="1-255 printable ASCII; replays the first answer"),
 ]
-REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 # Body fields added after idempotency keys were in use (SPEC §9.2). Left out of the
@@ -41,8 +41,13 @@ REPLAYED = {"Idempotent-Replayed": "true"}
 ADDED_FIELDS = ("label", "subject")
 
 
+# How the answer is delivered, never part of the fingerprint: a streamed run retried without
+# ``stream`` (or the other way round) replays it (docs/decisions.md).
+DELIVERY_FIELDS = {"stream"}
+
+
 def _unused_added_fields(body: ExecutionInput) -> set[str]:
-    return {name for name in ADDED_FIELDS if getattr(body, name) is None}
+    return {name for name in ADDED_FIELDS if getattr(body, name) is None} | DELIVERY_FIELDS
 
 
 def execution_request(
@@ -69,6 +74,7 @@ def execution_request(
             params=body.params.model_dump(exclude_none=True),
             metadata=body.metadata,
         ),
+        stream=body.stream,
         idempotency=None
         if key is None  # the fingerprint (a JSON dump of the body) only when there is a key
         else parse_key(
@@ -112,7 +118,10 @@ def async_response(record: ExecutionRecord) -> Response:
 @router.post(
     ":run",
     response_model=ExecutionOut,
-    responses=error_responses(400, 404, 409, 413),
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "with `stream: true`"},
+        **error_responses(400, 404, 409, 413),
+    },
 )
 async def run(
     request: Request,
@@ -120,9 +129,12 @@ async def run(
     runtime: RuntimeDep,
     response: Response,
     idempotency_key: IdempotencyHeader = None,
-) -> ExecutionOut:
-    """Run a full-mode prompt now and answer with the recorded execution."""
+) -> ExecutionOut | Response:
+    """Run a full-mode prompt now and answer with the recorded execution; with
+    ``stream: true``, as Server-Sent Events (SPEC §10.1)."""
     req = full_mode_request(request, body, idempotency_key, ExecutionMode.SYNC)
+    if body.stream:
+        return stream_response(await service.start_stream(runtime, req))
     return sync_response(await service.run_sync(runtime, req), response)
 
 

@@ -15,6 +15,7 @@ from prompt_ledger.api.routes.executions import (
     sync_response,
 )
 from prompt_ledger.api.routes.prompts import NameParam
+from prompt_ledger.api.streaming import stream_response
 from prompt_ledger.db.tables import ExecutionMode, PromptMode
 from prompt_ledger.schemas.executions import ExecutionOut, SubmitResponse, TrackedExecuteRequest
 from prompt_ledger.schemas.prompts import PromptOut
@@ -82,6 +83,8 @@ async def execute(
     )
     if body.mode == ExecutionMode.ASYNC:
         return async_response(await executions.submit(runtime, req))
+    if body.stream:
+        return stream_response(await executions.start_stream(runtime, req))
     return sync_response(await executions.run_sync(runtime, req), response)
 
 
