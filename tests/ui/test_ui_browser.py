@@ -208,15 +208,154 @@ class TestAnalytics:
         ui_server.run(name, {"n": 9})
         page = signed_in.page
         page.get_by_role("link", name="Analytics").click()
-        expect(page.locator(".chart[data-drawn=true]")).to_have_count(3)
+        expect(page.locator(".chart[data-drawn=true]")).to_have_count(4)
         expect(page.locator(".table-wrap table")).to_contain_text(name)
         page.get_by_role("link", name=name).click()
         expect(page.get_by_role("heading", name=f"Analytics: {name}")).to_be_visible()
         stats = page.locator(".stats")
         expect(stats).to_contain_text("Executions4")
         expect(stats).to_contain_text("Failed1")
-        expect(page.locator(".chart canvas")).to_have_count(3)
+        expect(page.locator(".chart canvas")).to_have_count(4)
         signed_in.shoot("analytics")
+        no_errors(signed_in)
+
+
+class TestLabelsDiffChatCost:
+    def test_move_a_label_and_roll_back_active_with_confirmation(
+        self, signed_in: Watched, ui_server: UIServer
+    ) -> None:
+        name = unique("labels")
+        for text in ("one {{ a }}", "two {{ a }}", "three {{ a }}"):
+            ui_server.save(name, text)
+        page = signed_in.page
+        page.goto(f"{ui_server.url}/ui/prompts/{name}")
+        form = page.locator("#move-label")
+        form.get_by_label("Label").fill("canary")
+        form.get_by_label("Version").select_option("2")
+        form.get_by_role("button", name="Move label").click()
+        expect(page.get_by_role("heading", name=re.compile("Move label canary"))).to_be_visible()
+        expect(page.locator("main")).to_contain_text("It is a new label")
+        page.get_by_role("button", name="Yes, move canary to version 2").click()
+        expect(page.get_by_role("status")).to_contain_text("Label canary moved")
+        expect(page.locator("#v2 summary .badge.label")).to_have_text("canary")
+        labels = ui_server.api.get(f"/v1/prompts/{name}/labels").json()["items"]
+        assert {(x["label"], x["version_number"]) for x in labels} == {("active", 3), ("canary", 2)}
+
+        # roll back `active` to v1: cancel first (nothing moves), then confirm
+        form = page.locator("#move-label")
+        form.get_by_label("Label").fill("active")
+        form.get_by_label("Version").select_option("1")
+        form.get_by_role("button", name="Move label").click()
+        expect(page.locator("main")).to_contain_text("It points at version 3 now")
+        page.get_by_role("link", name="Cancel").click()
+        assert (
+            ui_server.api.get(f"/v1/prompts/{name}").json()["active_version"]["version_number"] == 3
+        )
+        page.goto(f"{ui_server.url}/ui/prompts/{name}/labels/move?label=active&version=1")
+        signed_in.shoot("confirm-label")
+        page.get_by_role("button", name="Yes, move active to version 1").click()
+        expect(page.get_by_role("status")).to_contain_text("Version 1 is now active")
+        expect(page.locator("#v1 summary .badge.label")).to_have_text("active")
+        assert (
+            ui_server.api.get(f"/v1/prompts/{name}").json()["active_version"]["version_number"] == 1
+        )
+        signed_in.shoot("prompt-labels")
+        no_errors(signed_in)
+
+    def test_diff_two_versions(self, signed_in: Watched, ui_server: UIServer) -> None:
+        name = unique("diff")
+        ui_server.save(name, "Hello {{ name }}.\nBye.\n")
+        ui_server.save(name, "Hello {{ name }}!\nBye.\n{{ extra }}\n")
+        page = signed_in.page
+        page.goto(f"{ui_server.url}/ui/prompts/{name}")
+        diff = page.locator("#diff-form")
+        diff.get_by_label("From").select_option("1")
+        diff.get_by_label("To").select_option("2")
+        diff.get_by_role("button", name="Compare").click()
+        expect(page).to_have_url(re.compile(r"from=1&to=2"))
+        expect(page.locator("#diff .d-del")).to_have_text(["-Hello {{ name }}."])
+        expect(page.locator("#diff .d-add")).to_have_text(["+Hello {{ name }}!", "+{{ extra }}"])
+        expect(page.locator("#diff .d-ctx")).to_have_text(["Bye."])
+        expect(page.locator("#diff")).to_contain_text("Variables added: extra")
+        signed_in.shoot("diff")
+        no_errors(signed_in)
+
+    def test_save_a_chat_version_in_the_editor_with_a_draft_and_an_inline_error(
+        self, signed_in: Watched, ui_server: UIServer
+    ) -> None:
+        name = unique("chat")
+        ui_server.save(name, "text {{ q }}")
+        page = signed_in.page
+        page.goto(f"{ui_server.url}/ui/prompts/{name}")
+        page.get_by_label("Kind").select_option("chat")
+        messages = (
+            '[{"role": "system", "content": "Be brief."}, '
+            '{"type": "placeholder", "name": "history"}, {"role": "user", "content": "{{ q }}"}]'
+        )
+        page.get_by_label(re.compile("^Messages")).fill(messages)
+        page.get_by_label(re.compile("^Model config")).fill('{"params": {"temperature": 0.2}}')
+        page.get_by_label(re.compile("^Variables schema")).fill('{"type": "object"}')
+        page.reload()  # the draft keeps every field
+        expect(page.locator("[data-draft-notice]")).to_be_visible()
+        expect(page.get_by_label("Kind")).to_have_value("chat")
+        expect(page.get_by_label(re.compile("^Messages"))).to_have_value(messages)
+        expect(page.get_by_label(re.compile("^Model config"))).to_have_value(
+            '{"params": {"temperature": 0.2}}'
+        )
+        # a bad message is refused inline by the API's schema, the fields kept
+        page.get_by_label(re.compile("^Messages")).fill('[{"role": "robot", "content": "x"}]')
+        page.get_by_role("button", name="Save new version").click()
+        expect(page.get_by_role("alert")).to_contain_text("messages")
+        expect(page.get_by_label(re.compile("^Messages"))).to_have_value(
+            '[{"role": "robot", "content": "x"}]'
+        )
+        assert len(ui_server.api.get(f"/v1/prompts/{name}/versions").json()["items"]) == 1
+        page.get_by_label(re.compile("^Messages")).fill("not json")
+        page.get_by_role("button", name="Save new version").click()
+        expect(page.get_by_role("alert")).to_contain_text("messages: not JSON")
+
+        page.get_by_label(re.compile("^Messages")).fill(messages)
+        page.get_by_role("button", name="Save new version").click()
+        expect(page.get_by_role("status")).to_contain_text("Saved as version 2 (active)")
+        v2 = page.locator("#v2")
+        expect(v2.locator(".msg .badge.role")).to_have_text(["system", "placeholder", "user"])
+        expect(v2.locator(".msg.placeholder")).to_contain_text("history")
+        expect(v2.locator("pre.config")).to_contain_text('"temperature": 0.2')
+        active = ui_server.api.get(f"/v1/prompts/{name}").json()["active_version"]
+        assert active["type"] == "chat" and active["messages"][0]["content"] == "Be brief."
+        assert active["config"] == {"params": {"temperature": 0.2}}
+        # the editor now starts from the chat version
+        expect(page.get_by_label("Kind")).to_have_value("chat")
+        signed_in.shoot("chat-version")
+        # the two refusals are 422 pages (the browser logs their status); nothing else
+        assert all("422" in e for e in signed_in.errors), signed_in.errors
+        assert signed_in.dialogs == []
+
+    def test_an_execution_page_shows_messages_and_cost(
+        self, signed_in: Watched, ui_server: UIServer
+    ) -> None:
+        name = unique("chat-run")
+        chat = {
+            "type": "chat",
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "Say {{ word }}"},
+            ],
+        }
+        assert ui_server.api.put(f"/v1/prompts/{name}", json=chat).status_code == 201
+        execution = ui_server.run(name, {"word": "hi"})
+        assert execution["telemetry"]["cost_usd"] is not None, execution
+        page = signed_in.page
+        page.goto(f"{ui_server.url}/ui/executions/{execution['id']}")
+        expect(page.locator("#rendered-messages .badge.role")).to_have_text(["system", "user"])
+        expect(page.locator("#rendered-messages .role-user pre")).to_have_text("Say hi")
+        expect(page.locator("#cost")).to_contain_text("$")
+        expect(page.locator("#cost")).to_contain_text(execution["telemetry"]["price_source"])
+        signed_in.shoot("execution-chat")
+        page.goto(f"{ui_server.url}/ui/executions?prompt_name={name}")
+        expect(page.get_by_role("columnheader", name="Cost")).to_be_visible()
+        page.goto(f"{ui_server.url}/ui/analytics?prompt={name}")
+        expect(page.locator(".chart[data-chart=cost]")).to_have_attribute("data-drawn", "true")
         no_errors(signed_in)
 
 
@@ -246,6 +385,49 @@ class TestHostileInput:
         expect(page.locator("#variables")).to_contain_text("<script>")
         page.wait_for_timeout(200)  # an onerror handler would have fired by now
         no_errors(signed_in)
+
+    def test_chat_messages_config_diff_and_label_names_with_markup_are_text(
+        self, signed_in: Watched, ui_server: UIServer
+    ) -> None:
+        name = unique("xss-chat")
+        ui_server.save(name, f"plain {XSS}")
+        chat = {
+            "type": "chat",
+            "messages": [
+                {"role": "system", "content": XSS},
+                {"role": "user", "content": "{{ q }}"},
+            ],
+            "config": {"params": {"temperature": 0.1}, "response_format": {"x": XSS}},
+            "variables_schema": {"type": "object", "description": XSS},
+        }
+        response = ui_server.api.put(f"/v1/prompts/{name}", json=chat)
+        assert response.status_code == 201, response.text
+        execution = ui_server.run(name, {"q": XSS})
+        page = signed_in.page
+        for path in (
+            f"/ui/prompts/{name}",
+            f"/ui/prompts/{name}?from=1&to=2",
+            f"/ui/prompts/{name}/versions/1/activate",
+            f"/ui/prompts/{name}/labels/move?label=canary&version=2",
+            f"/ui/executions/{execution['id']}",
+            # a label name is [a-z0-9._-]: markup is refused, and the refusal is text too
+            f"/ui/prompts/{name}/labels/move?label={XSS}&version=1",
+        ):
+            page.goto(ui_server.url + path)
+            assert page.locator("main img").count() == 0, path
+            assert page.locator("main script").count() == 0, path
+            assert page.evaluate("window.__xss") is None, path
+        page.goto(f"{ui_server.url}/ui/prompts/{name}")
+        expect(page.locator("#v2 .msg.role-system pre")).to_have_text(XSS)
+        expect(page.locator("#v2 pre.schema")).to_contain_text("<script>")
+        page.goto(f"{ui_server.url}/ui/prompts/{name}?from=1&to=2")
+        expect(page.locator("#diff .d-del").first).to_contain_text("<script>")
+        page.goto(f"{ui_server.url}/ui/executions/{execution['id']}")
+        expect(page.locator("#rendered-messages .role-user pre")).to_have_text(XSS)
+        page.wait_for_timeout(200)
+        # the one console entry is the refused label's 422 page: no script ran, no CSP report
+        assert all("422" in e for e in signed_in.errors), signed_in.errors
+        assert signed_in.dialogs == []
 
     def test_a_form_post_without_the_csrf_token_is_refused(
         self, signed_in: Watched, ui_server: UIServer

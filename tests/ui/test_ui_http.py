@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import markupsafe
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -255,6 +256,8 @@ class TestCsrf:
             ("/ui/prompts/new", {"name": "sneaky", "template_source": "x"}),
             ("/ui/prompts/guarded/versions", {"template_source": "three", "activate": "on"}),
             ("/ui/prompts/guarded/versions/1/activate", {}),
+            ("/ui/prompts/guarded/labels/active", {"version": "1"}),
+            ("/ui/prompts/guarded/labels/canary", {"version": "1"}),
             ("/ui/sign-out", {}),
             ("/ui/sign-in", {"api_key": API_KEY}),
         ]
@@ -266,6 +269,8 @@ class TestCsrf:
                 assert "forbidden" in response.text
         assert [v["version_number"] for v in versions(client, "guarded")] == [2, 1]
         assert versions(client, "guarded")[0]["status"] == "active"
+        labels = client.get("/v1/prompts/guarded/labels", headers=API).json()["items"]
+        assert [x["label"] for x in labels] == ["active"]
         assert client.get("/v1/prompts/sneaky", headers=API).status_code == 404
         assert client.get("/ui/prompts").status_code == 200  # sign-out did not happen
 
@@ -358,7 +363,131 @@ class TestPromptForms:
         assert response.status_code == 404
 
 
+class TestSection9Forms:
+    def test_labels_move_through_the_service_and_bad_moves_write_nothing(
+        self, signed_in: tuple[TestClient, str]
+    ) -> None:
+        client, token = signed_in
+        for text in ("a", "b", "c"):
+            save(client, "labelled", text)
+        split = {"split": [{"version": 1, "weight": 30}, {"version": 2, "weight": 70}]}
+        assert (
+            client.put("/v1/prompts/labelled/labels/ab", json=split, headers=API).status_code == 201
+        )
+        page = client.get("/ui/prompts/labelled").text
+        assert "v1</a> 30%" in page and "v2</a> 70%" in page  # the split, read-only
+        confirm = client.get("/ui/prompts/labelled/labels/move?label=ab&version=3")
+        assert confirm.status_code == 200 and "the split is replaced" in confirm.text
+        response = client.post(
+            "/ui/prompts/labelled/labels/ab", data={"version": "3", "csrf_token": token}
+        )
+        assert response.status_code == 303
+        assert response.headers["location"] == "/ui/prompts/labelled?labelled=ab"
+        for label, version, status in (
+            ("Bad<b>", "1", 422),
+            ("canary", "9", 404),
+            ("canary", "0", 422),
+            ("canary", "x", 422),
+        ):
+            response = client.post(
+                f"/ui/prompts/labelled/labels/{label}",
+                data={"version": version, "csrf_token": token},
+            )
+            assert response.status_code == status, (label, version, response.text)
+            assert "<b>" not in response.text
+        assert client.get("/ui/prompts/labelled/labels/move?label=x&version=9").status_code == 404
+        assert client.get("/ui/prompts/labelled/labels/move?label=A&version=1").status_code == 422
+        labels = client.get("/v1/prompts/labelled/labels", headers=API).json()["items"]
+        assert [(x["label"], x["version_number"]) for x in labels] == [("active", 3), ("ab", 3)]
+        # roll back `active` through the label form: an activation
+        response = client.post(
+            "/ui/prompts/labelled/labels/active", data={"version": "1", "csrf_token": token}
+        )
+        assert response.headers["location"] == "/ui/prompts/labelled?activated=1"
+        assert versions(client, "labelled")[-1]["status"] == "active"
+
+    def test_tracking_prompts_move_labels_but_not_active(
+        self, signed_in: tuple[TestClient, str]
+    ) -> None:
+        client, token = signed_in
+        body = {"prompts": [{"name": "coded.labels", "template_source": "from code"}]}
+        assert client.post("/v1/prompts/register-code", json=body, headers=API).status_code == 200
+        page = client.get("/ui/prompts/coded.labels").text
+        assert 'id="move-label"' in page
+        response = client.post(
+            "/ui/prompts/coded.labels/labels/active", data={"version": "1", "csrf_token": token}
+        )
+        assert response.status_code == 409 and "mode_mismatch" in response.text
+        response = client.post(
+            "/ui/prompts/coded.labels/labels/stable", data={"version": "1", "csrf_token": token}
+        )
+        assert response.status_code == 303
+        labels = client.get("/v1/prompts/coded.labels/labels", headers=API).json()["items"]
+        assert ("stable", 1) in [(x["label"], x["version_number"]) for x in labels]
+
+    def test_diff_uses_the_diff_service_and_refuses_half_a_pair(
+        self, signed_in: tuple[TestClient, str]
+    ) -> None:
+        client, _ = signed_in
+        save(client, "diffed", "one <b>\n")
+        save(client, "diffed", "two <b>\n")
+        page = client.get("/ui/prompts/diffed?from=1&to=2").text
+        assert '<span class="d-del">-one &lt;b&gt;</span>' in page
+        assert '<span class="d-add">+two &lt;b&gt;</span>' in page
+        assert client.get("/ui/prompts/diffed?from=1").status_code == 422
+        assert client.get("/ui/prompts/diffed?from=1&to=5").status_code == 404
+        assert client.get("/ui/prompts/diffed?from=0&to=1").status_code == 422
+
+    def test_a_chat_version_saves_through_the_api_schema(
+        self, signed_in: tuple[TestClient, str]
+    ) -> None:
+        client, token = signed_in
+        save(client, "chatty", "text")
+        form = {
+            "csrf_token": token,
+            "type": "chat",
+            "template_source": "ignored for a chat version",
+            "messages": json.dumps([{"role": "user", "content": "Hi {{ who }}"}]),
+            "config": '{"model_name": "gpt-4o-mini"}',
+            "variables_schema": "",
+            "activate": "on",
+        }
+        for field, bad in (
+            ("messages", "[{"),
+            ("messages", "[]"),
+            ("messages", '[{"role": "user"}]'),
+            ("config", '{"temperature": 2}'),
+            ("variables_schema", "[1]"),
+            ("type", "audio"),
+        ):
+            response = client.post("/ui/prompts/chatty/versions", data={**form, field: bad})
+            assert response.status_code == 422, (field, bad)
+            assert 'role="alert"' in response.text
+            if field != "type":  # the draft is kept (a select shows only its options)
+                assert str(markupsafe.escape(bad)) in response.text
+        assert len(versions(client, "chatty")) == 1
+        response = client.post("/ui/prompts/chatty/versions", data=form)
+        assert response.headers["location"] == "/ui/prompts/chatty?saved=2"
+        [v2, _] = versions(client, "chatty")
+        assert v2["type"] == "chat" and v2["variables"] == ["who"]
+        assert v2["messages"] == [{"role": "user", "content": "Hi {{ who }}"}]
+        assert v2["config"] == {"model_name": "gpt-4o-mini"}
+
+
 class TestNumbers:
+    def test_cost_per_hour_and_per_prompt_come_from_the_rollups(
+        self, signed_in: tuple[TestClient, str]
+    ) -> None:
+        client, _ = signed_in
+        save(client, "priced", '[[stub reply="a b c"]] {{ n }}')
+        costs = [run(client, "priced", {"n": n})["telemetry"]["cost_usd"] for n in range(2)]
+        assert all(c for c in costs)
+        data = _chart(client.get("/ui/analytics?prompt=priced").text)
+        assert sum(data["cost_usd"]) == pytest.approx(sum(costs))
+        assert len(data["cost_usd"]) == len(data["t"])
+        page = client.get("/ui/executions?prompt_name=priced").text
+        assert '<th scope="col">Cost</th>' in page
+
     def test_prompt_list_shows_last_run_and_24h_counts(
         self, signed_in: tuple[TestClient, str]
     ) -> None:

@@ -473,11 +473,16 @@ async def sum_rollups_by_hour(
     start: datetime,
     end: datetime,
     prompt_ids: Sequence[int] | None,
-) -> Sequence[tuple[datetime, tuple[int, ...]]]:
-    """Per UTC hour in [start, end): the rollup counters of the given prompts (all if None)."""
+) -> Sequence[tuple[datetime, tuple[int, ...], Decimal]]:
+    """Per UTC hour in [start, end): the rollup counters and the cost summed over the given
+    prompts (all if None)."""
     r = ExecutionRollup
     query = (
-        sa.select(r.hour, *(sa.func.sum(getattr(r, name)) for name in ROLLUP_COUNTERS))
+        sa.select(
+            r.hour,
+            sa.func.sum(r.cost_usd),
+            *(sa.func.sum(getattr(r, name)) for name in ROLLUP_COUNTERS),
+        )
         .where(*_hour_window(r.hour, start, end))
         .group_by(r.hour)
         .order_by(r.hour)
@@ -485,7 +490,9 @@ async def sum_rollups_by_hour(
     if prompt_ids is not None:
         query = query.where(r.prompt_id.in_(prompt_ids))
     rows = await session.execute(query)
-    return [(_utc_hour(row[0]), tuple(int(v or 0) for v in row[1:])) for row in rows]
+    return [
+        (_utc_hour(row[0]), tuple(int(v or 0) for v in row[2:]), _decimal(row[1])) for row in rows
+    ]
 
 
 async def sum_latency_rollups_by_hour(

@@ -371,10 +371,10 @@ async def hourly_series(
     while hour < end:
         points[hour] = Stats()
         hour += HOUR
-    for at, counters in await repo.sum_rollups_by_hour(
+    for at, counters, cost in await repo.sum_rollups_by_hour(
         session, start=start, end=end, prompt_ids=prompt_ids
     ):
-        points[at].add_counters(counters)
+        points[at].add_counters(counters, cost)
     for at, bucket, count in await repo.sum_latency_rollups_by_hour(
         session, start=start, end=end, prompt_ids=prompt_ids
     ):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Annotated, Any, TypeVar
@@ -16,12 +18,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from prompt_ledger.api.deps import SessionDep, SnapshotDep, accepted_key_digest
 from prompt_ledger.api.routes import executions as execution_routes
 from prompt_ledger.api.routes import prompts as prompt_routes
-from prompt_ledger.db.tables import ExecutionMode, ExecutionStatus, PromptMode
+from prompt_ledger.db.tables import (
+    ACTIVE_LABEL,
+    LABEL_PATTERN,
+    ExecutionMode,
+    ExecutionStatus,
+    PromptMode,
+    PromptVersion,
+    VersionType,
+)
 from prompt_ledger.errors import InvalidTemplate, NotFound, ValidationFailed
 from prompt_ledger.schemas.common import MAX_INT32, PROMPT_NAME_PATTERN, PromptName
 from prompt_ledger.schemas.executions import ExecutionOut
 from prompt_ledger.schemas.prompts import SavePromptRequest
-from prompt_ledger.services import analytics
+from prompt_ledger.services import analytics, diff, labels
 from prompt_ledger.services import executions as execution_service
 from prompt_ledger.services import prompts as prompt_service
 from prompt_ledger.ui.routing import (
@@ -196,7 +206,7 @@ async def _prompt_exists(session: AsyncSession, name: str) -> bool:
     return True
 
 
-def _problem(exc: ValidationError | InvalidTemplate) -> str:
+def _problem(exc: ValidationError | InvalidTemplate | ValidationFailed) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
@@ -204,19 +214,73 @@ def _problem(exc: ValidationError | InvalidTemplate) -> str:
     return exc.message
 
 
+EDITOR_FIELDS = ("template_source", "messages", "config", "variables_schema")
+
+
+def _editor_of(version: PromptVersion | None) -> dict[str, str]:
+    """The editor's fields as a version fills them (JSON members pretty-printed)."""
+    if version is None:
+        return {"type": VersionType.TEXT.value, **dict.fromkeys(EDITOR_FIELDS, "")}
+    chat = version.type == VersionType.CHAT
+
+    def shown(value: Any) -> str:
+        return json.dumps(value, indent=2, ensure_ascii=False) if value else ""
+
+    return {
+        "type": version.type.value,
+        "template_source": "" if chat else version.template_source,
+        "messages": shown(version.messages) if chat else "",
+        "config": shown(version.config),
+        "variables_schema": shown(version.variables_schema),
+    }
+
+
+def _save_request(form: dict[str, str], *, activate: bool) -> SavePromptRequest:
+    """The editor's fields as the API's request body, validated by the same schema.
+
+    The type decides which of the template and the messages is sent; an empty JSON field
+    is absent. Raises ValidationFailed (a field is not JSON) or pydantic's ValidationError.
+    """
+    body: dict[str, Any] = {"type": form["type"] or VersionType.TEXT.value, "activate": activate}
+    fields: tuple[str, ...] = ("config", "variables_schema")
+    if body["type"] == VersionType.CHAT.value:
+        fields = ("messages", *fields)
+    else:
+        body["template_source"] = form["template_source"]
+    for field in fields:
+        if form[field].strip():
+            try:
+                body[field] = json.loads(form[field])
+            except json.JSONDecodeError as exc:
+                raise ValidationFailed(f"{field}: not JSON ({exc})") from None
+    return SavePromptRequest.model_validate(body)
+
+
 async def _prompt_page(
     ui: UI,
     session: AsyncSession,
     name: str,
     *,
-    draft: str | None = None,
+    draft: dict[str, str] | None = None,
     error: str | None = None,
     status: int = 200,
+    diff_from: int | None = None,
+    diff_to: int | None = None,
 ) -> HTMLResponse:
     prompt = await prompt_service.get_prompt(session, name)
     active = await prompt_service.get_active_version(session, prompt)
     versions = await prompt_service.list_versions(session, name)
     events = await prompt_service.list_events(session, name)
+    label_states = await labels.list_labels(session, name)
+    by_version: dict[int, list[str]] = {}
+    for state in label_states:
+        if state.version_number is not None:
+            by_version.setdefault(state.version_number, []).append(state.label)
+        for entry in state.split or ():
+            by_version.setdefault(entry.version, []).append(f"{state.label} {entry.weight}%")
+    compared = None
+    if diff_from is not None and diff_to is not None:
+        compared = await diff.diff_versions(session, name, diff_from, diff_to)
     now = datetime.now(UTC)
     week = await analytics.hourly_series(
         session, prompt_ids=[prompt.id], since=now - WINDOWS["7d"], until=now
@@ -233,18 +297,43 @@ async def _prompt_page(
             "events": list(reversed(events)),  # newest first on the page
             "stats_24h": analytics.total_of(week[-24:]),
             "stats_7d": analytics.total_of(week),
-            "text": draft if draft is not None else (base.template_source if base else ""),
+            "editor": draft if draft is not None else _editor_of(base),
             "error": error,
+            "labels": label_states,
+            "labels_of": by_version,
+            "diff": compared,
+            "diff_from": diff_from if diff_from is not None else _older(versions),
+            "diff_to": diff_to
+            if diff_to is not None
+            else (versions[0].version_number if versions else None),
             "saved": query.get("saved"),
             "activated": query.get("activated"),
+            "labelled": query.get("labelled"),
         },
         status=status,
     )
 
 
+def _older(versions: Sequence[PromptVersion]) -> int | None:
+    """The diff picker's default "from": the version before the newest."""
+    return versions[1].version_number if len(versions) > 1 else None
+
+
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_INT32)]
+VersionQuery = Annotated[int | None, Query(ge=1, le=MAX_INT32)]
+
+
 @router.get("/prompts/{name}", response_class=HTMLResponse)
-async def prompt_page(name: NameParam, ui: SignedInDep, session: SnapshotDep) -> Response:
-    return await _prompt_page(ui, session, name)
+async def prompt_page(
+    name: NameParam,
+    ui: SignedInDep,
+    session: SnapshotDep,
+    from_: Annotated[int | None, Query(alias="from", ge=1, le=MAX_INT32)] = None,
+    to: VersionQuery = None,
+) -> Response:
+    if (from_ is None) != (to is None):
+        raise ValidationFailed("a diff needs both `from` and `to`")
+    return await _prompt_page(ui, session, name, diff_from=from_, diff_to=to)
 
 
 @router.post("/prompts/{name}/versions", response_class=HTMLResponse)
@@ -254,10 +343,20 @@ async def save_version(
     session: SessionDep,
     template_source: Annotated[str, Form()] = "",
     activate: Annotated[str, Form()] = "",
+    type: Annotated[str, Form()] = "",
+    messages: Annotated[str, Form()] = "",
+    config: Annotated[str, Form()] = "",
+    variables_schema: Annotated[str, Form()] = "",
 ) -> Response:
-    text = _form_text(template_source)
+    form = {
+        "type": type or VersionType.TEXT.value,
+        "template_source": _form_text(template_source),
+        "messages": _form_text(messages),
+        "config": _form_text(config),
+        "variables_schema": _form_text(variables_schema),
+    }
     try:
-        body = SavePromptRequest(template_source=text, activate=activate == "on")
+        body = _save_request(form, activate=activate == "on")
         result = await prompt_service.save_version(
             session,
             name,
@@ -266,15 +365,12 @@ async def save_version(
             metadata=body.metadata,
             activate=body.activate,
         )
-    except (ValidationError, InvalidTemplate) as exc:
-        return await _prompt_page(ui, session, name, draft=text, error=_problem(exc), status=422)
+    except (ValidationError, InvalidTemplate, ValidationFailed) as exc:
+        return await _prompt_page(ui, session, name, draft=form, error=_problem(exc), status=422)
     outcome = (
         result.version.version_number if result.created else f"same-{result.version.version_number}"
     )
     return _see_other(f"{PREFIX}/prompts/{name}?saved={outcome}")
-
-
-VersionNumber = Annotated[int, Path(ge=1, le=MAX_INT32)]
 
 
 @router.get("/prompts/{name}/versions/{number}/activate", response_class=HTMLResponse)
@@ -295,6 +391,43 @@ async def activate(
 ) -> Response:
     await prompt_service.activate(session, name, number)
     return _see_other(f"{PREFIX}/prompts/{name}?activated={number}")
+
+
+LabelName = Annotated[str, Query(pattern=LABEL_PATTERN, max_length=64)]
+LabelPath = Annotated[str, Path(pattern=LABEL_PATTERN, max_length=64)]
+
+
+@router.get("/prompts/{name}/labels/move", response_class=HTMLResponse)
+async def confirm_label(
+    name: NameParam,
+    ui: SignedInDep,
+    session: SnapshotDep,
+    label: LabelName,
+    version: Annotated[int, Query(ge=1, le=MAX_INT32)],
+) -> Response:
+    """The confirmation step before a label moves (``active`` too: that is an activation)."""
+    prompt = await prompt_service.get_prompt(session, name)
+    target = await prompt_service.get_version(session, prompt, version)
+    current = next((s for s in await labels.list_labels(session, name) if s.label == label), None)
+    return ui.page(
+        "confirm_label.html",
+        {"prompt": prompt, "label": label, "version": target, "current": current},
+    )
+
+
+@router.post("/prompts/{name}/labels/{label}", response_class=HTMLResponse)
+async def move_label(
+    name: NameParam,
+    label: LabelPath,
+    ui: SignedInFormDep,
+    session: SessionDep,
+    version: Annotated[int, Form(ge=1, le=MAX_INT32)],
+) -> Response:
+    """Point a label at one version: the API's ``PUT /v1/prompts/{name}/labels/{label}``."""
+    await labels.set_label(session, name, label, version=version)
+    if label == ACTIVE_LABEL:
+        return _see_other(f"{PREFIX}/prompts/{name}?activated={version}")
+    return _see_other(f"{PREFIX}/prompts/{name}?labelled={label}")
 
 
 # --- executions ---------------------------------------------------------------------------
@@ -458,6 +591,7 @@ async def analytics_page(
         "p95_latency_ms": [p.stats.p95_latency_ms for p in series],
         "prompt_tokens": [p.stats.prompt_tokens for p in series],
         "response_tokens": [p.stats.response_tokens for p in series],
+        "cost_usd": [float(p.stats.cost_usd) for p in series],
     }
     return ui.page(
         "analytics.html",

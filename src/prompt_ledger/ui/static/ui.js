@@ -1,5 +1,6 @@
 // PromptLedger UI behaviour: loaded as a file (the CSP forbids inline script).
-// 1. Drafts: a textarea with data-draft-key keeps its unsaved text in localStorage, so a
+// 1. Drafts: each field with data-draft-key (the template, a chat version's messages, its
+//    config and schema, the kind select) keeps its unsaved value in localStorage, so a
 //    reload, a crash or a lost tab does not lose an edit. Submitting the form clears it.
 // 2. Charts: each .chart[data-chart] is drawn with uPlot from the page's JSON data block.
 "use strict";
@@ -12,17 +13,17 @@
   function initDrafts() {
     var store = storage();
     if (!store) return;
-    document.querySelectorAll("textarea[data-draft-key]").forEach(function (area) {
+    document.querySelectorAll("textarea[data-draft-key], select[data-draft-key]").forEach(function (area) {
       var key = area.getAttribute("data-draft-key");
       var form = area.form;
-      var original = area.defaultValue;
+      var original = area.tagName === "SELECT" ? area.value : area.defaultValue;
       var notice = form ? form.querySelector("[data-draft-notice]") : null;
       var saved = store.getItem(key);
       if (saved !== null && saved !== area.value) {
         area.value = saved;
         if (notice) notice.hidden = false;
       }
-      area.addEventListener("input", function () {
+      area.addEventListener(area.tagName === "SELECT" ? "change" : "input", function () {
         if (area.value === original) store.removeItem(key);
         else store.setItem(key, area.value);
       });
@@ -35,7 +36,6 @@
           store.removeItem(key);
           area.value = original;
           if (notice) notice.hidden = true;
-          area.focus();
         });
       }
     });
@@ -50,7 +50,8 @@
     tokens: [
       { key: "prompt_tokens", label: "prompt", stroke: "#1a7f37" },
       { key: "response_tokens", label: "response", stroke: "#8a5a00" }
-    ]
+    ],
+    cost: [{ key: "cost_usd", label: "USD", stroke: "#0f766e", points: true }]
   };
 
   function initCharts() {
