@@ -22,12 +22,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from prompt_ledger.db.tables import ExecutionStatus
 from prompt_ledger.schemas.executions import ExecutionOut
-from prompt_ledger.services.executions import (
-    ExecutionRecord,
-    StreamDelta,
-    StreamOpened,
-    StreamRun,
-)
+from prompt_ledger.services.executions import ExecutionRecord
+from prompt_ledger.services.streaming import StreamDelta, StreamOpened, StreamRun
 
 REPLAYED = {"Idempotent-Replayed": "true"}  # every idempotent replay, streamed or not
 PING_INTERVAL_S = 15  # keeps proxies from closing an idle stream (a slow first token)

@@ -10,15 +10,13 @@ nothing. No transaction is open while a provider is called.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
@@ -53,9 +51,7 @@ from prompt_ledger.providers.base import (
     MappedParams,
     Provider,
     ProviderError,
-    ProviderErrorKind,
     ProviderResult,
-    StreamEnd,
 )
 from prompt_ledger.services import (
     analytics,
@@ -140,151 +136,18 @@ class ExecutionRecord:
 
 async def run_sync(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
     """Render, record (``running``), call the provider once, record the outcome."""
-    record, mapped = await _create(rt, request)
+    record, mapped = await create(rt, request)
     if mapped is None:  # replayed
         return record
-    execution = record.execution
-    values, _ = await _attempt(
-        rt, record.model, record.version, execution, mapped, at=execution.started_at
-    )
-    if not await _write_attempt(rt.db, execution, values):
-        # recovered by the sweeper meanwhile: report what the ledger says
-        async with rt.db.ledger() as ex:
-            fresh = await ledger.get_execution(ex, execution.id)
-        assert fresh is not None
-        record.execution = fresh[0]
-        return record
-    for name, value in values.items():
-        setattr(execution, name, value)
-    _log_finished(record)
+    values, _ = await _attempt(rt, record.model, record.version, record.execution, mapped)
+    await record_outcome(rt, record, values)
     return record
 
 
-@dataclass(frozen=True, slots=True)
-class StreamDelta:
-    """A piece of the answer, as the provider streamed it."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class StreamFinished:
-    """The stream's end: the execution as recorded (``succeeded``, or ``failed`` with its
-    error and the text received before the failure)."""
-
-    record: ExecutionRecord
-
-
-@dataclass(frozen=True, slots=True)
-class StreamOpened:
-    """The first event: the row is committed (``running``)."""
-
-    record: ExecutionRecord
-
-
-StreamEvent = StreamOpened | StreamDelta | StreamFinished
-
-
-@dataclass(slots=True)
-class StreamRun:
-    """A streamed sync run whose row is committed (``running``); iterate :attr:`events`."""
-
-    record: ExecutionRecord
-    events: AsyncIterator[StreamEvent]
-
-
-async def start_stream(rt: Runtime, request: ExecutionRequest) -> StreamRun | ExecutionRecord:
-    """Validate, render and insert exactly as :func:`run_sync` (every bad input raises
-    here, before a row or a byte of the stream); an idempotent replay is the recorded
-    execution instead (SPEC §10.1: answered as JSON, not a new stream)."""
-    record, mapped = await _create(rt, request)
-    if mapped is None:
-        return record
-    return StreamRun(record, _stream_events(rt, record, mapped))
-
-
-async def _stream_events(
-    rt: Runtime, record: ExecutionRecord, mapped: MappedParams
-) -> AsyncIterator[StreamEvent]:
-    """Call the provider streaming, pass its deltas on, and finish the row like a sync run
-    (the same group-committed finish), with ``time_to_first_token_ms``.
-
-    A consumer that goes away (the generator is cancelled or closed mid-stream) ends the
-    provider call; the row is then ``failed`` with ``client_disconnected`` and the text
-    received so far, written shielded from the cancellation.
-    """
-    execution, model = record.execution, record.model
-    provider = rt.providers[model.provider]
-    prompt: str | list[dict[str, str]] = (
-        execution.rendered_prompt
-        if execution.rendered_messages is None
-        else execution.rendered_messages
-    )
-    response_format = (record.version.config or {}).get("response_format")
-    parts: list[str] = []
-    first_token_ms: int | None = None
-    started = time.perf_counter()
-    upstream = provider.stream(
-        prompt, model=model.model_name, params=mapped, response_format=response_format
-    )
-    values: dict[str, Any]
-    try:
-        # inside the try: a client gone while this first event is sent is a disconnect too
-        yield StreamOpened(record)
-        end: StreamEnd | None = None
-        async for item in upstream:
-            if isinstance(item, StreamEnd):
-                end = item
-                continue
-            if first_token_ms is None:
-                first_token_ms = _elapsed_ms(started)
-            parts.append(item)
-            yield StreamDelta(item)
-        if end is None:  # an adapter that broke its contract
-            raise ProviderError(
-                ProviderErrorKind.PROVIDER_ERROR, "the provider's stream ended without its end"
-            )
-        cost = costs.execution_cost(
-            model,
-            prompt_tokens=end.result.prompt_tokens,
-            response_tokens=end.result.response_tokens,
-            cached_prompt_tokens=end.result.cached_prompt_tokens,
-            at=execution.started_at,
-        )
-        values = _success(end.result) | {
-            "cost_usd": cost.cost_usd,
-            "price_source": cost.price_source,
-        }
-    except ProviderError as exc:
-        values = _failure(exc.kind.value, exc.message, started)
-    except (asyncio.CancelledError, GeneratorExit):
-        values = _failure(
-            "client_disconnected", "the client disconnected before the stream ended", started
-        )
-        with anyio.CancelScope(shield=True):
-            await upstream.aclose()  # type: ignore[attr-defined]
-            await _finish_stream(rt, record, values, parts, first_token_ms)
-        raise
-    except Exception as exc:
-        log.exception("provider_stream_crashed", model=model.model_name)
-        values = _failure("internal", f"unexpected error: {type(exc).__name__}", started)
-    with anyio.CancelScope(shield=True):
-        await _finish_stream(rt, record, values, parts, first_token_ms)
-    yield StreamFinished(record)
-
-
-async def _finish_stream(
-    rt: Runtime,
-    record: ExecutionRecord,
-    values: dict[str, Any],
-    parts: list[str],
-    first_token_ms: int | None,
-) -> None:
-    """Write a stream's outcome (a failure keeps the text received) as :func:`run_sync`
-    writes its attempt, and update ``record`` to what the ledger holds."""
-    if values["status"] == ExecutionStatus.FAILED and parts:
-        values["response_text"] = truncate_utf8("".join(parts), MAX_RESPONSE_BYTES)[0]
-    values["time_to_first_token_ms"] = first_token_ms
+async def record_outcome(rt: Runtime, record: ExecutionRecord, values: dict[str, Any]) -> None:
+    """Write a sync run's outcome (plain or streamed) and update ``record`` to what the
+    ledger holds: the row as written, or, when the sweeper recovered it meanwhile, as it
+    reads now."""
     execution = record.execution
     if not await _write_attempt(rt.db, execution, values):
         async with rt.db.ledger() as ex:
@@ -297,19 +160,15 @@ async def _finish_stream(
     _log_finished(record)
 
 
-def _elapsed_ms(started: float) -> int:
-    return max(0, round((time.perf_counter() - started) * 1000))
-
-
 async def submit(rt: Runtime, request: ExecutionRequest) -> ExecutionRecord:
     """Commit a ``queued`` row, then publish its id (never before the commit)."""
-    record, _ = await _create(rt, request)
+    record, _ = await create(rt, request)
     if not record.replayed:
         await _publish(rt, record.execution.id)
     return record
 
 
-async def _create(
+async def create(
     rt: Runtime, request: ExecutionRequest
 ) -> tuple[ExecutionRecord, MappedParams | None]:
     """Validate and render everything, then insert the row; or replay an idempotent request.
@@ -494,9 +353,7 @@ async def execute_queued(rt: Runtime, execution_id: uuid.UUID) -> ExecutionStatu
         return None
     execution, prompt, version, model = claimed
     record = ExecutionRecord(execution, prompt, version, model)
-    values, retryable = await _attempt(
-        rt, model, version, execution, execution.params, at=execution.started_at
-    )
+    values, retryable = await _attempt(rt, model, version, execution, execution.params)
     delay: float | None = None
     if retryable and execution.attempts < rt.max_attempts:
         delay = rt.settings.execution_retry_delays[execution.attempts - 1]
@@ -588,38 +445,46 @@ async def _attempt(
     version: PromptVersion,
     execution: Execution,
     params: Mapping[str, Any] | MappedParams,
-    *,
-    at: datetime | None,
 ) -> tuple[dict[str, Any], bool]:
-    """Call the provider once with what the row recorded (a chat's messages, else its text)
-    and the version's ``response_format`` (the attempt started ``at``); the columns to
-    write, and whether a failure may be retried. A success is priced (``services.costs``);
-    a failure writes no cost (it keeps null: providers do not bill a failed call's tokens)."""
+    """Call the provider once with what the row recorded; the columns to write, and whether
+    a failure may be retried. A success is priced; a failure writes no cost (it keeps null:
+    providers do not bill a failed call's tokens)."""
     provider = rt.providers[model.provider]
-    prompt: str | list[dict[str, str]] = (
-        execution.rendered_prompt
-        if execution.rendered_messages is None
-        else execution.rendered_messages
-    )
-    response_format = (version.config or {}).get("response_format")
+    prompt, response_format = provider_input(execution, version)
     started = time.perf_counter()
     try:
         result = await provider.generate(
             prompt, model=model.model_name, params=params, response_format=response_format
         )
     except ProviderError as exc:
-        return _failure(exc.kind.value, exc.message, started), exc.retryable
+        return failure(exc.kind.value, exc.message, started), exc.retryable
     except Exception as exc:  # a bug or an unexpected SDK error: fail the row, keep the worker
         log.exception("provider_call_crashed", model=model.model_name)
-        return _failure("internal", f"unexpected error: {type(exc).__name__}", started), False
+        return failure("internal", f"unexpected error: {type(exc).__name__}", started), False
+    return priced_success(model, execution, result), False
+
+
+def provider_input(
+    execution: Execution, version: PromptVersion
+) -> tuple[str | list[dict[str, str]], dict[str, Any] | None]:
+    """What the provider is sent: the row's rendered messages (a chat) or its text, and the
+    version's ``response_format``."""
+    prompt: str | list[dict[str, str]] = execution.rendered_prompt
+    if execution.rendered_messages is not None:
+        prompt = execution.rendered_messages
+    return prompt, (version.config or {}).get("response_format")
+
+
+def priced_success(model: Model, execution: Execution, result: ProviderResult) -> dict[str, Any]:
+    """The columns of a successful call, priced (``services.costs``) at the attempt's start."""
     cost = costs.execution_cost(
         model,
         prompt_tokens=result.prompt_tokens,
         response_tokens=result.response_tokens,
         cached_prompt_tokens=result.cached_prompt_tokens,
-        at=at,
+        at=execution.started_at,
     )
-    return _success(result) | {"cost_usd": cost.cost_usd, "price_source": cost.price_source}, False
+    return _success(result) | {"cost_usd": cost.cost_usd, "price_source": cost.price_source}
 
 
 def _success(result: ProviderResult) -> dict[str, Any]:
@@ -641,7 +506,7 @@ def _success(result: ProviderResult) -> dict[str, Any]:
     }
 
 
-def _failure(error_type: str, message: str, started: float) -> dict[str, Any]:
+def failure(error_type: str, message: str, started: float) -> dict[str, Any]:
     return {
         "status": ExecutionStatus.FAILED,
         "error_type": error_type,

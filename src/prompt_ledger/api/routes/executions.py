@@ -24,6 +24,7 @@ from prompt_ledger.schemas.executions import (
     SubmitResponse,
 )
 from prompt_ledger.services import executions as service
+from prompt_ledger.services import streaming
 from prompt_ledger.services.executions import ExecutionRecord, ExecutionRequest, RunInput
 from prompt_ledger.services.idempotency import parse_key
 
@@ -134,7 +135,7 @@ async def run(
     ``stream: true``, as Server-Sent Events (SPEC §10.1)."""
     req = full_mode_request(request, body, idempotency_key, ExecutionMode.SYNC)
     if body.stream:
-        return stream_response(await service.start_stream(runtime, req))
+        return stream_response(await streaming.start_stream(runtime, req))
     return sync_response(await service.run_sync(runtime, req), response)
 
 

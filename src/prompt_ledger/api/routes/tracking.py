@@ -27,7 +27,7 @@ from prompt_ledger.schemas.tracking import (
     RegisterCodeResponse,
     RegistrationOut,
 )
-from prompt_ledger.services import executions, prompts, tracking
+from prompt_ledger.services import executions, prompts, streaming, tracking
 from prompt_ledger.services.tracking import CodePrompt
 
 router = APIRouter(prefix="/v1/prompts", tags=["tracking"])
@@ -84,7 +84,7 @@ async def execute(
     if body.mode == ExecutionMode.ASYNC:
         return async_response(await executions.submit(runtime, req))
     if body.stream:
-        return stream_response(await executions.start_stream(runtime, req))
+        return stream_response(await streaming.start_stream(runtime, req))
     return sync_response(await executions.run_sync(runtime, req), response)
 
 
