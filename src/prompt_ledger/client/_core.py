@@ -9,7 +9,6 @@ client runs it with ``httpx.Client`` and ``time.sleep`` and the async client wit
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -62,11 +61,6 @@ from prompt_ledger.client.models import (
     RegisteredPrompt,
     ResolvedVersion,
     SavedPrompt,
-    StreamDelta,
-    StreamDone,
-    StreamEvent,
-    StreamFailed,
-    StreamStarted,
     Submission,
     Version,
 )
@@ -293,7 +287,7 @@ def execution_body(
     return body
 
 
-def stream_run_call(
+def run_call(
     prompt_name: str,
     *,
     model_name: str | None,
@@ -305,8 +299,9 @@ def stream_run_call(
     idempotency_key: str | None,
     label: str | None,
     subject: str | None,
+    stream: bool = False,
 ) -> Call:
-    """``executions:run`` with ``stream: true`` (SPEC §10.1)."""
+    """``POST /v1/executions:run``; with ``stream``, asking for the SSE answer (SPEC §10.1)."""
     body = execution_body(
         variables=variables,
         model_name=model_name,
@@ -317,47 +312,13 @@ def stream_run_call(
         label=label,
         subject=subject,
     )
+    headers = idempotency(idempotency_key)
+    if stream:
+        body["stream"] = True
+        headers = {"Accept": "text/event-stream", **headers}
     return Call(
-        "POST",
-        "/v1/executions:run",
-        json={"prompt_name": prompt_name, **body, "stream": True},
-        headers={"Accept": "text/event-stream", **idempotency(idempotency_key)},
+        "POST", "/v1/executions:run", json={"prompt_name": prompt_name, **body}, headers=headers
     )
-
-
-def is_event_stream(response: httpx.Response) -> bool:
-    """False for an idempotent replay, which the server answers as the execution's JSON."""
-    content_type: str = response.headers.get("content-type", "")
-    return content_type.startswith("text/event-stream")
-
-
-def replayed_stream(response: httpx.Response) -> StreamDone:
-    execution = parse(Execution, response).model_copy(update={"replayed": replayed(response)})
-    return StreamDone(execution=execution)
-
-
-def stream_event(response: httpx.Response, event: str, data: str) -> StreamEvent | None:
-    """One SSE event as the client's model; None for an event this client does not know
-    (a newer server's), which is skipped."""
-    try:
-        payload = json.loads(data)
-        if event == "execution":
-            return StreamStarted.model_validate(payload)
-        if event == "delta":
-            return StreamDelta.model_validate(payload)
-        if event == "done":
-            return StreamDone(execution=Execution.model_validate(payload))
-        if event == "error":
-            error = payload["error"]
-            raw = (error.get("details") or {}).get("execution")
-            return StreamFailed(
-                code=error["code"],
-                message=error["message"],
-                execution=Execution.model_validate(raw) if raw is not None else None,
-            )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise unexpected(response, f"a valid {event!r} event", exc) from exc
-    return None
 
 
 def split_body(split: SplitSpec) -> list[dict[str, int]]:
@@ -572,21 +533,17 @@ class Operations:
         label: str | None = None,
         subject: str | None = None,
     ) -> Flow[Execution]:
-        body = execution_body(
-            variables=variables,
+        call = run_call(
+            prompt_name,
             model_name=model_name,
+            variables=variables,
             version=version,
             provider=provider,
             params=params,
             metadata=metadata,
+            idempotency_key=idempotency_key,
             label=label,
             subject=subject,
-        )
-        call = Call(
-            "POST",
-            "/v1/executions:run",
-            json={"prompt_name": prompt_name, **body},
-            headers=idempotency(idempotency_key),
         )
         response = yield from send(call)
         return parse(Execution, response).model_copy(update={"replayed": replayed(response)})

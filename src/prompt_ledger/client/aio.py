@@ -16,7 +16,7 @@ from typing import Any, Literal, Self, TypeVar, overload
 import httpx
 from httpx_sse import EventSource
 
-from prompt_ledger.client import _core
+from prompt_ledger.client import _core, streaming
 from prompt_ledger.client._core import (
     DEFAULT_TIMEOUT,
     Call,
@@ -318,7 +318,7 @@ class AsyncPromptLedger(ClientBase):
     ) -> AsyncIterator[StreamEvent]:
         """See :meth:`PromptLedger.stream_run`; use with ``async for`` (leaving the loop
         early hangs up: close the generator, e.g. with ``contextlib.aclosing``)."""
-        call = _core.stream_run_call(
+        call = _core.run_call(
             prompt_name,
             model_name=model_name,
             variables=variables,
@@ -329,6 +329,7 @@ class AsyncPromptLedger(ClientBase):
             idempotency_key=idempotency_key,
             label=label,
             subject=subject,
+            stream=True,
         )
         request = self._http.build_request(**self._request_args(call))
         try:
@@ -339,13 +340,13 @@ class AsyncPromptLedger(ClientBase):
             if not response.is_success:
                 await response.aread()
                 raise error_from_response(response)
-            if not _core.is_event_stream(response):
+            if not streaming.is_event_stream(response):
                 await response.aread()
-                yield _core.replayed_stream(response)
+                yield streaming.replayed_stream(response)
                 return
             try:
                 async for sse in EventSource(response).aiter_sse():
-                    event = _core.stream_event(response, sse.event, sse.data)
+                    event = streaming.stream_event(response, sse.event, sse.data)
                     if event is not None:
                         yield event
             except httpx.TransportError as exc:

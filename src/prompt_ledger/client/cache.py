@@ -274,11 +274,6 @@ class PromptCache:
             for key in [k for k in self._entries if k[0] == name and k[1] == "label"]:
                 del self._entries[key]
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._generation = {n: g + 1 for n, g in self._generation.items()}
-
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)

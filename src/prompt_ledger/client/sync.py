@@ -13,7 +13,7 @@ from typing import Any, Literal, Self, TypeVar, overload
 import httpx
 from httpx_sse import EventSource
 
-from prompt_ledger.client import _core
+from prompt_ledger.client import _core, streaming
 from prompt_ledger.client._core import (
     DEFAULT_TIMEOUT,
     Call,
@@ -593,7 +593,7 @@ class PromptLedger(ClientBase):
                 if isinstance(event, StreamDelta):
                     print(event.text, end="", flush=True)
         """
-        call = _core.stream_run_call(
+        call = _core.run_call(
             prompt_name,
             model_name=model_name,
             variables=variables,
@@ -604,6 +604,7 @@ class PromptLedger(ClientBase):
             idempotency_key=idempotency_key,
             label=label,
             subject=subject,
+            stream=True,
         )
         request = self._http.build_request(**self._request_args(call))
         try:
@@ -614,13 +615,13 @@ class PromptLedger(ClientBase):
             if not response.is_success:
                 response.read()
                 raise error_from_response(response)
-            if not _core.is_event_stream(response):
+            if not streaming.is_event_stream(response):
                 response.read()
-                yield _core.replayed_stream(response)
+                yield streaming.replayed_stream(response)
                 return
             try:
                 for sse in EventSource(response).iter_sse():
-                    event = _core.stream_event(response, sse.event, sse.data)
+                    event = streaming.stream_event(response, sse.event, sse.data)
                     if event is not None:
                         yield event
             except httpx.TransportError as exc:
