@@ -6,11 +6,12 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Form, Path, Query
+from fastapi import APIRouter, Depends, Form, Path, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -433,33 +434,41 @@ async def move_label(
 # --- executions ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerFilters:
+    """The ledger pages' query filters, as typed in the form (parsed by ``_ledger``, so a
+    bad value is the page's 422, not FastAPI's JSON)."""
+
+    prompt_name: str | None = None
+    status: str | None = None
+    execution_mode: str | None = None
+    prompt_mode: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+LedgerFiltersDep = Annotated[LedgerFilters, Depends()]
+
+
 async def _ledger(
-    session: AsyncSession,
-    *,
-    prompt_name: str | None,
-    status: str | None,
-    execution_mode: str | None,
-    prompt_mode: str | None,
-    since: str | None,
-    until: str | None,
-    cursor: str | None,
+    session: AsyncSession, query: LedgerFilters, *, cursor: str | None
 ) -> dict[str, Any]:
     filters = {
-        "prompt_name": (prompt_name or "").strip(),
-        "status": status or "",
-        "execution_mode": execution_mode or "",
-        "prompt_mode": prompt_mode or "",
-        "since": since or "",
-        "until": until or "",
+        "prompt_name": (query.prompt_name or "").strip(),
+        "status": query.status or "",
+        "execution_mode": query.execution_mode or "",
+        "prompt_mode": query.prompt_mode or "",
+        "since": query.since or "",
+        "until": query.until or "",
     }
     records, last = await execution_service.list_page(
         session,
         prompt_name=filters["prompt_name"] or None,
-        status=_choice(ExecutionStatus, status, "status"),
-        execution_mode=_choice(ExecutionMode, execution_mode, "execution_mode"),
-        prompt_mode=_choice(PromptMode, prompt_mode, "prompt_mode"),
-        since=_moment(since, "since"),
-        until=_moment(until, "until"),
+        status=_choice(ExecutionStatus, query.status, "status"),
+        execution_mode=_choice(ExecutionMode, query.execution_mode, "execution_mode"),
+        prompt_mode=_choice(PromptMode, query.prompt_mode, "prompt_mode"),
+        since=_moment(query.since, "since"),
+        until=_moment(query.until, "until"),
         before=execution_routes.decode_cursor(cursor) if cursor else None,
         limit=PAGE_SIZE,
     )
@@ -476,25 +485,11 @@ async def _ledger(
 async def executions_page(
     ui: SignedInDep,
     session: SnapshotDep,
-    prompt_name: str | None = None,
-    status: str | None = None,
-    execution_mode: str | None = None,
-    prompt_mode: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
+    filters: LedgerFiltersDep,
     cursor: str | None = None,
     live: str = "1",
 ) -> Response:
-    ledger = await _ledger(
-        session,
-        prompt_name=prompt_name,
-        status=status,
-        execution_mode=execution_mode,
-        prompt_mode=prompt_mode,
-        since=since,
-        until=until,
-        cursor=cursor,
-    )
+    ledger = await _ledger(session, filters, cursor=cursor)
     # The live view refreshes the first page only: a later page is a fixed slice of history.
     live_on = live != "0" and cursor is None
     return ui.page(
@@ -513,12 +508,7 @@ async def executions_page(
 async def executions_live(
     ui: SignedInDep,
     session: SnapshotDep,
-    prompt_name: str | None = None,
-    status: str | None = None,
-    execution_mode: str | None = None,
-    prompt_mode: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
+    filters: LedgerFiltersDep,
     seen: str | None = None,
     shown: str | None = None,
 ) -> Response:
@@ -527,16 +517,7 @@ async def executions_live(
     204 (htmx swaps nothing) when the rows and their statuses are those already ``shown``,
     so an idle ledger does not redraw the table, nor move the keyboard focus, every poll.
     """
-    ledger = await _ledger(
-        session,
-        prompt_name=prompt_name,
-        status=status,
-        execution_mode=execution_mode,
-        prompt_mode=prompt_mode,
-        since=since,
-        until=until,
-        cursor=None,
-    )
+    ledger = await _ledger(session, filters, cursor=None)
     previous = _moment(seen, "seen")
     fingerprint = _fingerprint(ledger["items"])
     if shown == fingerprint:
